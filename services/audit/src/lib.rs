@@ -1,0 +1,1 @@
+//! Audit service: tamper-evident log of every access.

@@ -1,0 +1,1 @@
+//! Deconfliction service: targets, operations and record selectors checked for conflicts.

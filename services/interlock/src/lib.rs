@@ -1,0 +1,1 @@
+//! The interlock binary: serve the mesh, run the demo, operate it.

@@ -1,0 +1,1 @@
+//! Records service: contributed records and every read under the sharing agreements.

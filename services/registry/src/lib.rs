@@ -1,0 +1,1 @@
+//! Registry service: agencies, centers, credentials and sharing agreements.

@@ -1,0 +1,123 @@
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `ErrorInfo.domain` of every error Interlock returns.
+pub const ERROR_DOMAIN: &str = "interlock";
+
+/// A status carrying an `ErrorInfo` whose `reason` is a stable UPPER_SNAKE_CASE constant that
+/// clients can branch on.
+pub fn status_with_reason(code: Code, reason: &str, message: impl Into<String>) -> Status {
+    let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(code, message, details)
+}
+
+/// The answer of an RPC whose behaviour belongs to an issue that has not landed yet.
+pub fn unimplemented_until(rpc: &str, issue: u32, what: &str) -> Status {
+    status_with_reason(
+        Code::Unimplemented,
+        "NOT_IMPLEMENTED_YET",
+        format!("{rpc} is not implemented yet: it arrives with issue #{issue} ({what})"),
+    )
+}
+
+/// Collects every problem with a request so the caller can fix them all at once, then becomes an
+/// INVALID_ARGUMENT status with a `BadRequest` detail.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FieldViolations {
+    violations: Vec<(String, String)>,
+}
+
+impl FieldViolations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that `field` (a request field path such as `agency.duty_desk.phone`) is wrong.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.violations.push((field.into(), description.into()));
+    }
+
+    /// Records a violation when `condition` holds.
+    pub fn check(&mut self, condition: bool, field: &str, description: &str) {
+        if condition {
+            self.add(field, description);
+        }
+    }
+
+    /// Merges violations found in a nested message, prefixing their paths with `prefix`.
+    pub fn extend_nested(&mut self, prefix: &str, nested: FieldViolations) {
+        for (field, description) in nested.violations {
+            self.violations.push((format!("{prefix}.{field}"), description));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    pub fn violations(&self) -> &[(String, String)] {
+        &self.violations
+    }
+
+    /// `Ok(())` when nothing was recorded, otherwise the INVALID_ARGUMENT status.
+    pub fn into_result(self) -> Result<(), Status> {
+        if self.is_empty() { Ok(()) } else { Err(self.into_status()) }
+    }
+
+    pub fn into_status(self) -> Status {
+        let message = self
+            .violations
+            .iter()
+            .map(|(field, description)| format!("{field}: {description}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut details = ErrorDetails::with_error_info("INVALID_ARGUMENT", ERROR_DOMAIN, HashMap::new());
+        for (field, description) in self.violations {
+            details.add_bad_request_violation(field, description);
+        }
+        Status::with_error_details(Code::InvalidArgument, format!("invalid request: {message}"), details)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn violations_become_bad_request_details() {
+        let mut violations = FieldViolations::new();
+        violations.add("agency.code", "must not be empty");
+        let mut nested = FieldViolations::new();
+        nested.add("phone", "is not a telephone number");
+        violations.extend_nested("agency.duty_desk", nested);
+
+        let status = violations.into_status();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("agency.code: must not be empty"));
+        let details = status.get_error_details();
+        let fields: Vec<_> = details
+            .bad_request()
+            .expect("bad request detail")
+            .field_violations
+            .iter()
+            .map(|v| v.field.clone())
+            .collect();
+        assert_eq!(fields, ["agency.code", "agency.duty_desk.phone"]);
+        assert_eq!(details.error_info().expect("error info").domain, ERROR_DOMAIN);
+    }
+
+    #[test]
+    fn no_violations_is_ok() {
+        assert!(FieldViolations::new().into_result().is_ok());
+    }
+
+    #[test]
+    fn unimplemented_names_the_issue() {
+        let status = unimplemented_until("RecordsService/SearchRecords", 4, "records");
+        assert_eq!(status.code(), Code::Unimplemented);
+        assert!(status.message().contains("issue #4"));
+        assert_eq!(status.get_error_details().error_info().expect("info").reason, "NOT_IMPLEMENTED_YET");
+    }
+}

@@ -1,0 +1,11 @@
+//! gRPC plumbing shared by every service: `google.rpc` error details and page tokens.
+//!
+//! Each service crate keeps its own `thiserror` enum and maps it to [`tonic::Status`] in one
+//! `From` impl; the builders here make sure every service shapes those statuses the same way
+//! (an `ErrorInfo` with domain `interlock`, and `BadRequest` field violations).
+
+mod errors;
+mod paging;
+
+pub use errors::{ERROR_DOMAIN, FieldViolations, status_with_reason, unimplemented_until};
+pub use paging::{PageToken, page_size};

@@ -1,0 +1,150 @@
+//! Database connections for the two storage backends every service supports: SQLite through sqlx
+//! (the embedded default: one file per service) and PostgreSQL (production: one database per
+//! service, shared by all replicas).
+//!
+//! Each service owns one repository trait with a SQLite and a PostgreSQL implementation and embeds
+//! its migrations per backend; this crate only opens the pools, applies those migrations and, under
+//! the `testing` feature, hands out fresh databases.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, PgPool, SqlitePool};
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database URL {0:?} is neither sqlite://… nor postgres://…")]
+    UnsupportedUrl(String),
+    #[error("cannot open database {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("cannot apply migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create directory {path}: {source}")]
+    CreateDir { path: String, source: std::io::Error },
+}
+
+/// An open connection pool on one of the two backends.
+#[derive(Clone, Debug)]
+pub enum Database {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Migrations of one service, per backend.
+pub struct Migrations {
+    pub sqlite: &'static Migrator,
+    pub postgres: &'static Migrator,
+}
+
+impl Database {
+    /// Opens `url` and brings its schema up to date with `migrations`.
+    ///
+    /// `sqlite://path` creates the file (and its folder) when missing; `postgres://…` creates the
+    /// database when the server lets us, so a first start needs no manual step.
+    pub async fn open(url: &str, migrations: &Migrations) -> Result<Self, Error> {
+        let database = Self::connect(url).await?;
+        match &database {
+            Database::Sqlite(pool) => migrations.sqlite.run(pool).await?,
+            Database::Postgres(pool) => migrations.postgres.run(pool).await?,
+        }
+        Ok(database)
+    }
+
+    async fn connect(url: &str) -> Result<Self, Error> {
+        let connect_error = |source| Error::Connect { url: redact(url), source };
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url).map_err(connect_error)?;
+            if let Some(parent) = options.get_filename().parent().filter(|p| !p.as_os_str().is_empty()) {
+                create_dir(parent)?;
+            }
+            let options = options
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // WAL + NORMAL is durable against process crashes; fsync happens at checkpoints.
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+                .pragma("mmap_size", "268435456");
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await
+                .map_err(connect_error)?;
+            Ok(Database::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
+            create_postgres_database_if_missing(&options).await.map_err(connect_error)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .map_err(connect_error)?;
+            Ok(Database::Postgres(pool))
+        } else {
+            Err(Error::UnsupportedUrl(redact(url)))
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "sqlite",
+            Database::Postgres(_) => "postgres",
+        }
+    }
+}
+
+async fn create_postgres_database_if_missing(options: &PgConnectOptions) -> Result<(), sqlx::Error> {
+    let Some(name) = options.get_database().map(str::to_owned) else { return Ok(()) };
+    let mut admin = options.clone().database("postgres").connect().await?;
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_optional(&mut admin)
+        .await?;
+    if exists.is_none() {
+        let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        let created = sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await.map(|_| ());
+        if let Err(error) = created {
+            // Another replica may have created it between our check and our CREATE.
+            tracing::debug!(%error, database = %name, "CREATE DATABASE failed; assuming it exists");
+        }
+    }
+    admin.close().await
+}
+
+fn create_dir(path: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(path).map_err(|source| Error::CreateDir { path: path.display().to_string(), source })
+}
+
+/// The URL with any password replaced, safe to log.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _password)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(redact("postgres://app:s3cret@db:5432/registry"), "postgres://app:***@db:5432/registry");
+        assert_eq!(redact("postgres://postgres@127.0.0.1/x"), "postgres://postgres@127.0.0.1/x");
+        assert_eq!(redact("sqlite://data/registry.db"), "sqlite://data/registry.db");
+    }
+}
