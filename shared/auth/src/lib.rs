@@ -1,1 +1,22 @@
-//! Identity for every call: access tokens, the caller, and the tower layer that enforces them.
+//! Identity for every call in the mesh.
+//!
+//! An agency backend exchanges its credential for a short-lived access token at the registry
+//! (`AuthenticationService/CreateAccessToken`) and sends it as `authorization: Bearer …`, with the
+//! officer in `x-interlock-user`, the purpose in `x-interlock-purpose` and the case in
+//! `x-interlock-case`. Every server verifies tokens locally with the registry's public keys (no
+//! registry round-trip per call) and consults a revocation state that the registry's watch keeps
+//! current, so a revoked credential or a suspended agency stops working within seconds.
+
+mod caller;
+mod client;
+mod layer;
+mod role;
+mod secret;
+mod token;
+
+pub use caller::{Caller, Purpose, CASE_HEADER, PURPOSE_HEADER, USER_HEADER};
+pub use client::{BearerLayer, BearerService, MeshChannel, TokenSource, mesh_channel};
+pub use layer::{AuthLayer, AuthService, Authenticator, RevocationState};
+pub use role::Role;
+pub use secret::{SecretHash, generate_secret};
+pub use token::{Claims, KeySet, TokenError, TokenSigner, AUDIENCE, ISSUER};

@@ -1,0 +1,218 @@
+//! Access tokens: compact JWTs (RFC 7519) signed with Ed25519 (RFC 8037, `alg: EdDSA`), so clients
+//! in any language can read them with a standard library.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The `iss` claim of every access token.
+pub const ISSUER: &str = "interlock-registry";
+/// The `aud` claim of every access token.
+pub const AUDIENCE: &str = "interlock";
+/// Allowed clock difference between the registry and a verifying service.
+const LEEWAY_SECONDS: i64 = 30;
+
+/// The claims of an access token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    /// The credential's resource name, `agencies/{code}/credentials/{id}`.
+    pub sub: String,
+    /// The agency code the credential belongs to.
+    pub agency: String,
+    /// Role value names, e.g. `ROLE_AGENCY_MEMBER`.
+    pub roles: Vec<String>,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    alg: String,
+    typ: String,
+    kid: String,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the access token is malformed")]
+    Malformed,
+    #[error("the access token was signed with unknown key {0:?}")]
+    UnknownKey(String),
+    #[error("the access token's signature is invalid")]
+    BadSignature,
+    #[error("the access token was not issued by the Interlock registry for Interlock")]
+    WrongIssuer,
+    #[error("the access token has expired; request a new one with CreateAccessToken")]
+    Expired,
+    #[error("the access token is not valid yet")]
+    NotYetValid,
+}
+
+/// Signs access tokens. Only the registry holds one.
+pub struct TokenSigner {
+    key_id: String,
+    key: SigningKey,
+}
+
+impl TokenSigner {
+    /// A signer for the Ed25519 key with this 32-byte seed. The key id is derived from the public
+    /// key, so every replica given the same seed publishes the same `kid`.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        let key = SigningKey::from_bytes(seed);
+        let digest = Sha256::digest(key.verifying_key().as_bytes());
+        Self { key_id: hex_prefix(&digest), key }
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    pub fn sign(&self, claims: &Claims) -> String {
+        let header = Header { alg: "EdDSA".into(), typ: "JWT".into(), kid: self.key_id.clone() };
+        // Serialising these plain structs cannot fail.
+        let header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap_or_default());
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
+        let signing_input = format!("{header}.{payload}");
+        let signature = self.key.sign(signing_input.as_bytes());
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+    }
+}
+
+fn hex_prefix(digest: &[u8]) -> String {
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The public keys that verify tokens, by key id. Filled from the registry's
+/// `ListVerificationKeys` and refreshed when the registry announces a key change.
+#[derive(Default)]
+pub struct KeySet {
+    keys: RwLock<HashMap<String, VerifyingKey>>,
+}
+
+impl KeySet {
+    /// Replaces the whole set.
+    pub fn replace(&self, keys: impl IntoIterator<Item = (String, VerifyingKey)>) {
+        let keys = keys.into_iter().collect();
+        *self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = keys;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner()).is_empty()
+    }
+
+    /// Checks signature, issuer, audience and validity window at `now` (seconds since the epoch).
+    pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let decoded_header: Header = decode_json(header)?;
+        if decoded_header.alg != "EdDSA" {
+            return Err(TokenError::Malformed);
+        }
+        let key = self
+            .keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&decoded_header.kid)
+            .copied()
+            .ok_or_else(|| TokenError::UnknownKey(decoded_header.kid.clone()))?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Malformed)?;
+        let signature = Signature::from_slice(&signature).map_err(|_| TokenError::Malformed)?;
+        let signing_input = &token[..header.len() + 1 + payload.len()];
+        key.verify(signing_input.as_bytes(), &signature).map_err(|_| TokenError::BadSignature)?;
+
+        let claims: Claims = decode_json(payload)?;
+        if claims.iss != ISSUER || claims.aud != AUDIENCE {
+            return Err(TokenError::WrongIssuer);
+        }
+        if now > claims.exp + LEEWAY_SECONDS {
+            return Err(TokenError::Expired);
+        }
+        if now + LEEWAY_SECONDS < claims.nbf {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(claims)
+    }
+}
+
+fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, TokenError> {
+    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(now: i64) -> Claims {
+        Claims {
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            sub: "agencies/DEA/credentials/backend".into(),
+            agency: "DEA".into(),
+            roles: vec!["ROLE_AGENCY_MEMBER".into()],
+            iat: now,
+            nbf: now,
+            exp: now + 300,
+            jti: "t1".into(),
+        }
+    }
+
+    fn keys_for(signer: &TokenSigner) -> KeySet {
+        let keys = KeySet::default();
+        keys.replace([(signer.key_id().to_owned(), signer.verifying_key())]);
+        keys
+    }
+
+    #[test]
+    fn a_signed_token_verifies_until_it_expires() {
+        let signer = TokenSigner::from_seed(&[7; 32]);
+        let keys = keys_for(&signer);
+        let token = signer.sign(&claims(1_000));
+        assert_eq!(keys.verify(&token, 1_100).unwrap(), claims(1_000));
+        assert_eq!(keys.verify(&token, 1_000 + 300 + LEEWAY_SECONDS + 1), Err(TokenError::Expired));
+        assert_eq!(keys.verify(&token, 1_000 - LEEWAY_SECONDS - 1), Err(TokenError::NotYetValid));
+    }
+
+    #[test]
+    fn tampering_and_foreign_keys_are_rejected() {
+        let signer = TokenSigner::from_seed(&[7; 32]);
+        let keys = keys_for(&signer);
+        let token = signer.sign(&claims(1_000));
+
+        // Swap the payload for one claiming another agency, keep the signature.
+        let mut forged = claims(1_000);
+        forged.agency = "FBI".into();
+        let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
+        let parts: Vec<&str> = token.split('.').collect();
+        let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+        assert_eq!(keys.verify(&tampered, 1_100), Err(TokenError::BadSignature));
+
+        let stranger = TokenSigner::from_seed(&[8; 32]);
+        let foreign = stranger.sign(&claims(1_000));
+        assert!(matches!(keys.verify(&foreign, 1_100), Err(TokenError::UnknownKey(_))));
+        assert_eq!(keys.verify("not-a-token", 1_100), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn key_ids_are_stable_per_seed() {
+        assert_eq!(TokenSigner::from_seed(&[1; 32]).key_id(), TokenSigner::from_seed(&[1; 32]).key_id());
+        assert_ne!(TokenSigner::from_seed(&[1; 32]).key_id(), TokenSigner::from_seed(&[2; 32]).key_id());
+    }
+}
