@@ -1,1 +1,9 @@
-//! The interlock binary: serve the mesh, run the demo, operate it.
+//! The `interlock` binary as a library, so tests start exactly what operators run.
+//!
+//! [`serve::Mesh`] is the one serve path: it adds every enabled service to one tonic server with
+//! health, reflection, tracing and authentication, whether that is the whole mesh on the embedded
+//! default or one service of a Kubernetes deployment.
+
+pub mod config;
+mod pending;
+pub mod serve;

@@ -34,19 +34,29 @@ impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
             Error::InvalidArgument(violations) => violations.into_status(),
-            Error::NotFound(what) => status_with_reason(Code::NotFound, "NOT_FOUND", format!("{what} not found")),
+            Error::NotFound(what) => {
+                status_with_reason(Code::NotFound, "NOT_FOUND", format!("{what} not found"))
+            }
             Error::AlreadyExists(what) => {
                 status_with_reason(Code::AlreadyExists, "ALREADY_EXISTS", format!("{what} already exists"))
             }
             Error::FailedPrecondition { reason, message } => {
                 status_with_reason(Code::FailedPrecondition, reason, message)
             }
-            Error::PermissionDenied(message) => status_with_reason(Code::PermissionDenied, "PERMISSION_DENIED", message),
-            Error::Unauthenticated { reason, message } => status_with_reason(Code::Unauthenticated, reason, message),
+            Error::PermissionDenied(message) => {
+                status_with_reason(Code::PermissionDenied, "PERMISSION_DENIED", message)
+            }
+            Error::Unauthenticated { reason, message } => {
+                status_with_reason(Code::Unauthenticated, reason, message)
+            }
             Error::Storage(error) => {
                 // The database's own message may name tables or values: log it, don't send it.
                 tracing::error!(%error, "registry storage failure");
-                status_with_reason(Code::Unavailable, "STORAGE_UNAVAILABLE", "the registry's database is unavailable; retry")
+                status_with_reason(
+                    Code::Unavailable,
+                    "STORAGE_UNAVAILABLE",
+                    "the registry's database is unavailable; retry",
+                )
             }
             Error::Corrupt(detail) => {
                 tracing::error!(%detail, "corrupt registry data");

@@ -53,7 +53,10 @@ pub struct RegistryConfig {
 
 impl RegistryConfig {
     /// The standard configured credentials from their secrets.
-    pub fn configured_credentials(bootstrap_admin_secret: &str, mesh_secret: &str) -> Vec<ConfiguredCredential> {
+    pub fn configured_credentials(
+        bootstrap_admin_secret: &str,
+        mesh_secret: &str,
+    ) -> Vec<ConfiguredCredential> {
         vec![
             ConfiguredCredential {
                 name: BOOTSTRAP_ADMIN_CREDENTIAL,

@@ -73,7 +73,11 @@ impl Caller {
     /// The caller the auth layer attached to this request.
     pub fn of<T>(request: &tonic::Request<T>) -> Result<&Caller, Status> {
         request.extensions().get::<Caller>().ok_or_else(|| {
-            status_with_reason(Code::Unauthenticated, "MISSING_CREDENTIALS", "this call needs an access token")
+            status_with_reason(
+                Code::Unauthenticated,
+                "MISSING_CREDENTIALS",
+                "this call needs an access token",
+            )
         })
     }
 
@@ -101,13 +105,18 @@ impl Caller {
 
     /// The named user, required for data access.
     pub fn require_user(&self) -> Result<&str, Status> {
-        self.user.as_deref().ok_or_else(|| missing_metadata(USER_HEADER, "name the officer or analyst making this call"))
+        self.user
+            .as_deref()
+            .ok_or_else(|| missing_metadata(USER_HEADER, "name the officer or analyst making this call"))
     }
 
     /// The stated purpose, required for reads of shared data.
     pub fn require_purpose(&self) -> Result<Purpose, Status> {
         self.purpose.ok_or_else(|| {
-            missing_metadata(PURPOSE_HEADER, "state why: investigation, deconfliction, intelligence_analysis or prosecution")
+            missing_metadata(
+                PURPOSE_HEADER,
+                "state why: investigation, deconfliction, intelligence_analysis or prosecution",
+            )
         })
     }
 }
@@ -142,7 +151,10 @@ mod tests {
             issued_at: 0,
         };
         assert!(caller.require_any_role(&[Role::AgencyMember, Role::MeshService]).is_ok());
-        assert_eq!(caller.require_any_role(&[Role::CenterAdministrator]).unwrap_err().code(), Code::PermissionDenied);
+        assert_eq!(
+            caller.require_any_role(&[Role::CenterAdministrator]).unwrap_err().code(),
+            Code::PermissionDenied
+        );
         assert_eq!(caller.require_user().unwrap_err().code(), Code::InvalidArgument);
         assert_eq!(caller.require_purpose().unwrap_err().code(), Code::InvalidArgument);
         assert_eq!(caller.agency_name(), "agencies/DEA");

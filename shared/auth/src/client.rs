@@ -22,7 +22,10 @@ pub type MeshChannel = ClientTraceService<BearerService<Channel>>;
 
 /// A lazily connecting channel to `address` (`http://host:port`). Calls carry a token from
 /// `tokens` when given; without one they are anonymous (enough for public methods).
-pub fn mesh_channel(address: &str, tokens: Option<Arc<TokenSource>>) -> Result<MeshChannel, tonic::transport::Error> {
+pub fn mesh_channel(
+    address: &str,
+    tokens: Option<Arc<TokenSource>>,
+) -> Result<MeshChannel, tonic::transport::Error> {
     let channel = Endpoint::from_shared(address.to_owned())?
         .connect_timeout(std::time::Duration::from_secs(5))
         .tcp_nodelay(true)

@@ -75,7 +75,8 @@ impl Authenticator {
         })?;
         {
             let revocations = self.revocations.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let invalidated = revocations.tokens_invalidated_before.get(&claims.sub).is_some_and(|t| claims.iat < *t);
+            let invalidated =
+                revocations.tokens_invalidated_before.get(&claims.sub).is_some_and(|t| claims.iat < *t);
             if revocations.revoked_credentials.contains(&claims.sub) || invalidated {
                 return Err(status_with_reason(
                     Code::Unauthenticated,
@@ -106,7 +107,11 @@ impl Authenticator {
             }
         };
         let user = metadata(headers, USER_HEADER).map(str::to_owned);
-        violations.check(user.as_ref().is_some_and(|u| u.len() > 200), USER_HEADER, "must be at most 200 characters");
+        violations.check(
+            user.as_ref().is_some_and(|u| u.len() > 200),
+            USER_HEADER,
+            "must be at most 200 characters",
+        );
         violations.into_result()?;
 
         Ok(Caller {
@@ -135,7 +140,11 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, Status> {
         .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
         .map(str::trim)
         .ok_or_else(|| {
-            status_with_reason(Code::Unauthenticated, "INVALID_TOKEN", "the authorization metadata must be `Bearer <token>`")
+            status_with_reason(
+                Code::Unauthenticated,
+                "INVALID_TOKEN",
+                "the authorization metadata must be `Bearer <token>`",
+            )
         })
 }
 

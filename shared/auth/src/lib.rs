@@ -14,9 +14,10 @@ mod role;
 mod secret;
 mod token;
 
-pub use caller::{Caller, Purpose, CASE_HEADER, PURPOSE_HEADER, USER_HEADER};
+pub use caller::{CASE_HEADER, Caller, PURPOSE_HEADER, Purpose, USER_HEADER};
 pub use client::{BearerLayer, BearerService, MeshChannel, TokenSource, mesh_channel};
+pub use ed25519_dalek::VerifyingKey;
 pub use layer::{AuthLayer, AuthService, Authenticator, RevocationState};
 pub use role::Role;
 pub use secret::{SecretHash, generate_secret};
-pub use token::{Claims, KeySet, TokenError, TokenSigner, AUDIENCE, ISSUER};
+pub use token::{AUDIENCE, Claims, ISSUER, KeySet, TokenError, TokenSigner};

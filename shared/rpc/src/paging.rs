@@ -41,7 +41,10 @@ impl PageToken {
             .map(Some)
             .ok_or_else(|| {
                 let mut violations = FieldViolations::new();
-                violations.add("page_token", "is not a token this service issued; send back next_page_token unchanged");
+                violations.add(
+                    "page_token",
+                    "is not a token this service issued; send back next_page_token unchanged",
+                );
                 violations.into_status()
             })
     }
@@ -64,6 +67,9 @@ mod tests {
         let cursor: Option<(String, u64)> = PageToken::decode(&token).unwrap();
         assert_eq!(cursor, Some(("DEA".to_string(), 7)));
         assert_eq!(PageToken::decode::<(String, u64)>("").unwrap(), None);
-        assert_eq!(PageToken::decode::<(String, u64)>("@@@").unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            PageToken::decode::<(String, u64)>("@@@").unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
     }
 }

@@ -43,6 +43,14 @@ pub struct Migrations {
     pub postgres: &'static Migrator,
 }
 
+static NO_MIGRATIONS: Migrator = Migrator::DEFAULT;
+
+impl Migrations {
+    /// For a service whose schema has not landed yet: the database is opened and checked, nothing
+    /// is created in it.
+    pub const NONE: Migrations = Migrations { sqlite: &NO_MIGRATIONS, postgres: &NO_MIGRATIONS };
+}
+
 impl Database {
     /// Opens `url` and brings its schema up to date with `migrations`.
     ///
@@ -93,6 +101,14 @@ impl Database {
         }
     }
 
+    /// Succeeds when the database answers a trivial query; drives the health status.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        match self {
+            Database::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            Database::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+        }
+    }
+
     pub fn backend(&self) -> &'static str {
         match self {
             Database::Sqlite(_) => "sqlite",
@@ -120,7 +136,8 @@ async fn create_postgres_database_if_missing(options: &PgConnectOptions) -> Resu
 }
 
 fn create_dir(path: &Path) -> Result<(), Error> {
-    std::fs::create_dir_all(path).map_err(|source| Error::CreateDir { path: path.display().to_string(), source })
+    std::fs::create_dir_all(path)
+        .map_err(|source| Error::CreateDir { path: path.display().to_string(), source })
 }
 
 /// The URL with any password replaced, safe to log.

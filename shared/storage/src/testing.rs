@@ -4,8 +4,8 @@
 //! are skipped with a notice; when it is set and the server cannot be reached they fail, so CI can
 //! never pass without having run them.
 
-use sqlx::postgres::PgConnectOptions;
 use sqlx::ConnectOptions;
+use sqlx::postgres::PgConnectOptions;
 use std::str::FromStr;
 
 /// The environment variable naming the PostgreSQL server tests run against.
@@ -82,5 +82,8 @@ impl Drop for TestDatabase {
 }
 
 fn tokio_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("build a runtime to drop a test database")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build a runtime to drop a test database")
 }

@@ -64,9 +64,9 @@ pub fn init(service_name: &str, format: LogFormat) -> anyhow::Result<Telemetry> 
         }
         _ => None,
     };
-    let otel = provider
-        .as_ref()
-        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("interlock")).with_filter(filter()));
+    let otel = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer().with_tracer(provider.tracer("interlock")).with_filter(filter())
+    });
 
     tracing_subscriber::registry().with(fmt.with_filter(filter())).with(otel).try_init()?;
     Ok(Telemetry { provider })

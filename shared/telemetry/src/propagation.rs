@@ -14,7 +14,8 @@ struct MetadataInjector<'a>(&'a mut HeaderMap);
 
 impl Injector for MetadataInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(key.as_bytes()), HeaderValue::from_str(&value)) {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(key.as_bytes()), HeaderValue::from_str(&value))
+        {
             self.0.insert(name, value);
         }
     }
@@ -118,8 +119,8 @@ mod tests {
     use opentelemetry::trace::{SpanId, TracerProvider as _};
     use opentelemetry_sdk::propagation::TraceContextPropagator;
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
-    use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
     use tracing_subscriber::layer::SubscriberExt;
 
     /// One call from a client span to a server: the server's span must belong to the client's
@@ -142,8 +143,10 @@ mod tests {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
         let server = tokio::spawn(server.instrument(tracing::Span::none()));
 
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap().connect_lazy();
-        let mut client = HealthClient::new(tower::ServiceBuilder::new().layer(ClientTraceLayer).service(channel));
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap().connect_lazy();
+        let mut client =
+            HealthClient::new(tower::ServiceBuilder::new().layer(ClientTraceLayer).service(channel));
         async {
             client.check(HealthCheckRequest { service: String::new() }).await.unwrap();
         }

@@ -3,8 +3,8 @@ use std::sync::Arc;
 use interlock_api::common::v1 as common;
 use interlock_api::registry::v1::agency_service_server::{AgencyService, AgencyServiceServer};
 use interlock_api::registry::v1::{
-    self as pb, CreateAgencyRequest, CreateAgencyResponse, GetAgencyRequest, GetAgencyResponse, ListAgenciesRequest,
-    ListAgenciesResponse,
+    self as pb, CreateAgencyRequest, CreateAgencyResponse, GetAgencyRequest, GetAgencyResponse,
+    ListAgenciesRequest, ListAgenciesResponse,
 };
 use interlock_auth::{Caller, Role};
 use interlock_rpc::{FieldViolations, PageToken, now_micros, page_size, timestamp_from_micros};
@@ -42,11 +42,15 @@ impl AgencyService for AgencyApi {
         Ok(Response::new(CreateAgencyResponse { agency: Some(to_proto(&created)) }))
     }
 
-    async fn get_agency(&self, request: Request<GetAgencyRequest>) -> Result<Response<GetAgencyResponse>, Status> {
+    async fn get_agency(
+        &self,
+        request: Request<GetAgencyRequest>,
+    ) -> Result<Response<GetAgencyResponse>, Status> {
         Caller::of(&request)?;
         let name = request.into_inner().name;
         let code = parse_name(&name)?;
-        let agency = self.registry.store.get_agency(code).await?.ok_or_else(|| Error::NotFound(name.clone()))?;
+        let agency =
+            self.registry.store.get_agency(code).await?.ok_or_else(|| Error::NotFound(name.clone()))?;
         Ok(Response::new(GetAgencyResponse { agency: Some(to_proto(&agency)) }))
     }
 
@@ -76,7 +80,10 @@ impl AgencyService for AgencyApi {
         } else {
             String::new()
         };
-        Ok(Response::new(ListAgenciesResponse { agencies: agencies.iter().map(to_proto).collect(), next_page_token }))
+        Ok(Response::new(ListAgenciesResponse {
+            agencies: agencies.iter().map(to_proto).collect(),
+            next_page_token,
+        }))
     }
 }
 

@@ -1,10 +1,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use interlock_api::registry::v1::authentication_service_server::{AuthenticationService, AuthenticationServiceServer};
+use interlock_api::registry::v1::authentication_service_server::{
+    AuthenticationService, AuthenticationServiceServer,
+};
 use interlock_api::registry::v1::{
-    CreateAccessTokenRequest, CreateAccessTokenResponse, ListVerificationKeysRequest, ListVerificationKeysResponse,
-    VerificationKey, VerificationKeyState,
+    CreateAccessTokenRequest, CreateAccessTokenResponse, ListVerificationKeysRequest,
+    ListVerificationKeysResponse, VerificationKey, VerificationKeyState,
 };
 use interlock_auth::{AUDIENCE, Claims, ISSUER};
 use interlock_rpc::{FieldViolations, now_micros, timestamp_from_micros};
@@ -33,7 +35,11 @@ impl AuthenticationService for AuthenticationApi {
     ) -> Result<Response<CreateAccessTokenResponse>, Status> {
         let request = request.into_inner();
         let mut violations = FieldViolations::new();
-        violations.check(request.credential.is_empty(), "credential", "is required: the credential's resource name");
+        violations.check(
+            request.credential.is_empty(),
+            "credential",
+            "is required: the credential's resource name",
+        );
         violations.check(request.secret.is_empty(), "secret", "is required");
         let ttl = match request.ttl {
             None => self.registry.config.default_token_ttl,

@@ -92,7 +92,8 @@ impl NewAgency {
         check_text(&mut violations, &format!("{field}.parent_department"), &self.parent_department, false);
         check_text(&mut violations, &format!("{field}.jurisdiction"), &self.jurisdiction, false);
         match &self.duty_desk {
-            None => violations.add(format!("{field}.duty_desk"), "is required: a 24/7 desk other agencies can call"),
+            None => violations
+                .add(format!("{field}.duty_desk"), "is required: a 24/7 desk other agencies can call"),
             Some(desk) => {
                 violations.extend_nested(&format!("{field}.duty_desk"), check_contact(desk));
                 violations.check(
@@ -160,7 +161,10 @@ fn check_contact(contact: &Contact) -> FieldViolations {
         "must be a telephone number with 7 to 15 digits, preferably in E.164 form (+12025550100)",
     );
     let email_ok = contact.email.is_empty()
-        || contact.email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+        || contact
+            .email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
     violations.check(!email_ok, "email", "must be an e-mail address such as desk@agency.gov");
     violations
 }

@@ -33,16 +33,20 @@ pub trait RegistryStore: Send + Sync + 'static {
     async fn get_agency(&self, code: &str) -> Result<Option<Agency>>;
 
     /// Agencies ordered by code, starting after `after_code`, optionally only those in `state`.
-    async fn list_agencies(&self, after_code: Option<&str>, state: Option<AgencyState>, limit: u32)
-    -> Result<Vec<Agency>>;
+    async fn list_agencies(
+        &self,
+        after_code: Option<&str>,
+        state: Option<AgencyState>,
+        limit: u32,
+    ) -> Result<Vec<Agency>>;
 }
 
-/// Opens the registry's store on `url`, creating and migrating the database as needed.
-pub async fn open(url: &str) -> anyhow::Result<Arc<dyn RegistryStore>> {
-    Ok(match Database::open(url, &MIGRATIONS).await? {
+/// The registry's store on a database opened with [`MIGRATIONS`].
+pub fn on(database: Database) -> Arc<dyn RegistryStore> {
+    match database {
         Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool)),
         Database::Postgres(pool) => Arc::new(PostgresStore::new(pool)),
-    })
+    }
 }
 
 /// One agency row as both backends return it (contacts as JSON text).

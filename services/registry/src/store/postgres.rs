@@ -49,10 +49,11 @@ impl RegistryStore for PostgresStore {
         match inserted {
             Ok(_) => Ok(agency.clone()),
             Err(error) if is_unique_violation(&error) => {
-                let stored: Option<String> = sqlx::query_scalar("SELECT request_id FROM agencies WHERE code = $1")
-                    .bind(&agency.code)
-                    .fetch_one(&self.pool)
-                    .await?;
+                let stored: Option<String> =
+                    sqlx::query_scalar("SELECT request_id FROM agencies WHERE code = $1")
+                        .bind(&agency.code)
+                        .fetch_one(&self.pool)
+                        .await?;
                 resolve_duplicate(self, &agency.code, request_id, stored).await
             }
             Err(error) => Err(error.into()),

@@ -27,7 +27,8 @@ fn agency(code: &str) -> Agency {
 async fn each_store() -> Vec<(TestDatabase, Arc<dyn RegistryStore>)> {
     let mut stores = Vec::new();
     for database in TestDatabase::each_backend().await {
-        let store = open(database.url()).await.expect("open the registry store");
+        let store =
+            on(Database::open(database.url(), &MIGRATIONS).await.expect("open the registry database"));
         stores.push((database, store));
     }
     stores

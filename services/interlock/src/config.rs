@@ -1,0 +1,144 @@
+//! The configuration of `interlock serve`: flags with `INTERLOCK_*` environment fallbacks.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use interlock_telemetry::LogFormat;
+
+/// Which part of the mesh a process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServiceKind {
+    /// All four services in one process on one port (the embedded default).
+    All,
+    Registry,
+    Records,
+    Deconfliction,
+    Audit,
+}
+
+impl ServiceKind {
+    pub const EACH: [ServiceKind; 4] =
+        [ServiceKind::Registry, ServiceKind::Records, ServiceKind::Deconfliction, ServiceKind::Audit];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceKind::All => "all",
+            ServiceKind::Registry => "registry",
+            ServiceKind::Records => "records",
+            ServiceKind::Deconfliction => "deconfliction",
+            ServiceKind::Audit => "audit",
+        }
+    }
+
+    /// The services this process runs.
+    pub fn services(self) -> Vec<ServiceKind> {
+        match self {
+            ServiceKind::All => Self::EACH.to_vec(),
+            one => vec![one],
+        }
+    }
+}
+
+/// `interlock serve`.
+#[derive(Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "INTERLOCK_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Which service to run: `all` (one process, one port) or one service, as a Kubernetes pod does.
+    #[arg(long, env = "INTERLOCK_SERVICE", value_enum, default_value = "all")]
+    pub service: ServiceKind,
+
+    /// Folder for the embedded SQLite databases and generated secrets (created on first run).
+    #[arg(long, env = "INTERLOCK_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Database of a single service (`sqlite://…` or `postgres://…`). Default: `sqlite://<data-dir>/<service>.db`.
+    /// Not accepted with `--service all`, where each service gets its own file under the data dir.
+    #[arg(long, env = "INTERLOCK_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Address of the registry (`http://host:port`). Default: this process.
+    #[arg(long, env = "INTERLOCK_REGISTRY_ADDRESS")]
+    pub registry_address: Option<String>,
+
+    /// Address of the records service. Default: this process.
+    #[arg(long, env = "INTERLOCK_RECORDS_ADDRESS")]
+    pub records_address: Option<String>,
+
+    /// Address of the deconfliction service. Default: this process.
+    #[arg(long, env = "INTERLOCK_DECONFLICTION_ADDRESS")]
+    pub deconfliction_address: Option<String>,
+
+    /// Address of the audit service. Default: this process.
+    #[arg(long, env = "INTERLOCK_AUDIT_ADDRESS")]
+    pub audit_address: Option<String>,
+
+    /// Secret of the mesh service credential (`agencies/INTERLOCK/credentials/mesh`), the same for
+    /// every service. Generated per process when unset, which only works with `--service all`.
+    #[arg(long, env = "INTERLOCK_MESH_SECRET", hide_env_values = true)]
+    pub mesh_secret: Option<String>,
+
+    /// Secret of the bootstrap administrator (`agencies/INTERLOCK/credentials/bootstrap-admin`).
+    /// When unset, one is generated and written to `<data-dir>/bootstrap-admin.secret`.
+    #[arg(long, env = "INTERLOCK_BOOTSTRAP_ADMIN_SECRET", hide_env_values = true)]
+    pub bootstrap_admin_secret: Option<String>,
+
+    /// Base64 of the 32-byte Ed25519 seed that signs access tokens (registry only; the same on
+    /// every replica). When unset, one is generated and kept in `<data-dir>/token-signing.key`.
+    #[arg(long, env = "INTERLOCK_TOKEN_SIGNING_KEY", hide_env_values = true)]
+    pub token_signing_key: Option<String>,
+
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, env = "INTERLOCK_TOKEN_TTL_SECONDS", default_value_t = 900)]
+    pub token_ttl_seconds: u64,
+
+    /// How long in-flight calls may take to finish after SIGTERM or Ctrl-C, in seconds.
+    #[arg(long, env = "INTERLOCK_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
+    pub shutdown_grace_seconds: u64,
+
+    /// Log format on standard error.
+    #[arg(long, env = "INTERLOCK_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+impl ServeConfig {
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+}
+
+/// Printed at start-up: every setting, secrets only as set or unset.
+impl fmt::Display for ServeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = |value: &Option<String>| if value.is_some() { "<set>" } else { "<generated>" };
+        let address = |value: &Option<String>| value.clone().unwrap_or_else(|| "<this process>".into());
+        writeln!(f, "listen                 {}", self.listen)?;
+        writeln!(f, "service                {}", self.service.name())?;
+        writeln!(f, "data dir               {}", self.data_dir.display())?;
+        writeln!(
+            f,
+            "database url           {}",
+            self.database_url
+                .as_deref()
+                .map_or_else(|| "<embedded SQLite per service>".into(), interlock_storage::redact)
+        )?;
+        writeln!(f, "registry address       {}", address(&self.registry_address))?;
+        writeln!(f, "records address        {}", address(&self.records_address))?;
+        writeln!(f, "deconfliction address  {}", address(&self.deconfliction_address))?;
+        writeln!(f, "audit address          {}", address(&self.audit_address))?;
+        writeln!(f, "mesh secret            {}", secret(&self.mesh_secret))?;
+        writeln!(f, "bootstrap admin secret {}", secret(&self.bootstrap_admin_secret))?;
+        writeln!(f, "token signing key      {}", secret(&self.token_signing_key))?;
+        writeln!(f, "token ttl              {}s", self.token_ttl_seconds)?;
+        writeln!(f, "shutdown grace         {}s", self.shutdown_grace_seconds)?;
+        write!(
+            f,
+            "otlp export            {}",
+            std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|_| "<off>".into())
+        )
+    }
+}

@@ -1,0 +1,36 @@
+//! `interlock`: serve the mesh, run the demo, operate it.
+
+use clap::{Parser, Subcommand};
+use interlock::config::ServeConfig;
+use interlock::serve::Mesh;
+
+#[derive(Parser)]
+#[command(name = "interlock", version, about = "Inter-agency record sharing and deconfliction mesh")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the mesh (all four services, or one with --service).
+    Serve(Box<ServeConfig>),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(config) => {
+            let telemetry = interlock_telemetry::init(
+                &format!("interlock-{}", config.service.name()),
+                config.log_format,
+            )?;
+            tracing::info!("configuration:\n{config}");
+            let mesh = Mesh::start(*config).await?;
+            let outcome = mesh.run_until_signalled().await;
+            telemetry.shutdown();
+            outcome
+        }
+    }
+}

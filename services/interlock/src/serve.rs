@@ -1,0 +1,370 @@
+//! Starting and stopping the mesh (or one service of it).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use interlock_api::registry::v1::ListVerificationKeysRequest;
+use interlock_api::registry::v1::authentication_service_client::AuthenticationServiceClient;
+use interlock_auth::{AuthLayer, Authenticator, generate_secret, mesh_channel};
+use interlock_registry::{Registry, RegistryConfig};
+use interlock_storage::{Database, Migrations};
+use interlock_telemetry::ServerTraceLayer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::service::RoutesBuilder;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::config::{ServeConfig, ServiceKind};
+use crate::pending::PendingRpcLayer;
+
+/// How often database reachability is re-checked for the health status.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// How often verification keys are refreshed when nothing asks sooner.
+const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// Least time between two key fetches triggered by unknown key ids.
+const KEY_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A running server: the whole mesh or one service.
+pub struct Mesh {
+    address: SocketAddr,
+    bootstrap_admin_secret: Option<String>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    background: Vec<JoinHandle<()>>,
+    grace: Duration,
+}
+
+impl Mesh {
+    /// Binds, opens and migrates the databases, and starts serving. With `--service all` it
+    /// returns once the mesh answers authenticated calls.
+    pub async fn start(config: ServeConfig) -> anyhow::Result<Mesh> {
+        if config.service == ServiceKind::All && config.database_url.is_some() {
+            bail!(
+                "--database-url names one service's database; with --service all each service gets its own file under --data-dir"
+            );
+        }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let address = listener.local_addr()?;
+        let own = format!("http://{address}");
+        let registry_address = config.registry_address.clone().unwrap_or_else(|| own.clone());
+
+        let mesh_secret = match (&config.mesh_secret, config.service) {
+            (Some(secret), _) => secret.clone(),
+            (None, ServiceKind::All) => generate_secret(),
+            (None, _) => bail!(
+                "set INTERLOCK_MESH_SECRET (--mesh-secret): every service of a split mesh needs the same one"
+            ),
+        };
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let mut routes = RoutesBuilder::default();
+        let mut databases: Vec<(ServiceKind, Database)> = Vec::new();
+        let mut bootstrap_admin_secret = None;
+        for service in config.service.services() {
+            let url = match &config.database_url {
+                Some(url) => url.clone(),
+                None => {
+                    format!("sqlite://{}", config.data_dir.join(format!("{}.db", service.name())).display())
+                }
+            };
+            let migrations = match service {
+                ServiceKind::Registry => &interlock_registry::store::MIGRATIONS,
+                _ => &Migrations::NONE,
+            };
+            let database = Database::open(&url, migrations).await?;
+            match service {
+                ServiceKind::Registry => {
+                    let store = interlock_registry::store::on(database.clone());
+                    let admin_secret = secret_from_config_or_file(
+                        config.bootstrap_admin_secret.as_deref(),
+                        &config.data_dir.join("bootstrap-admin.secret"),
+                        generate_secret,
+                    )?;
+                    let seed = signing_seed(&config)?;
+                    let registry = Registry::new(
+                        store,
+                        RegistryConfig {
+                            signing_seed: seed,
+                            default_token_ttl: Duration::from_secs(config.token_ttl_seconds),
+                            configured_credentials: RegistryConfig::configured_credentials(
+                                &admin_secret,
+                                &mesh_secret,
+                            ),
+                        },
+                    );
+                    registry.add_services(&mut routes);
+                    bootstrap_admin_secret = Some(admin_secret);
+                }
+                ServiceKind::Records => interlock_records::add_services(&mut routes),
+                ServiceKind::Deconfliction => interlock_deconfliction::add_services(&mut routes),
+                ServiceKind::Audit => interlock_audit::add_services(&mut routes),
+                ServiceKind::All => unreachable!("services() expands All"),
+            }
+            databases.push((service, database));
+        }
+
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(interlock_api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        routes.add_service(health_service).add_service(reflection);
+
+        let authenticator = Arc::new(Authenticator::default());
+        let (stop, stopped) = watch::channel(false);
+        let background = vec![
+            tokio::spawn(sync_verification_keys(
+                authenticator.clone(),
+                registry_address.clone(),
+                stopped.clone(),
+            )),
+            tokio::spawn(report_health(health, databases, authenticator.clone(), stopped.clone())),
+        ];
+
+        let mut shutdown = stopped.clone();
+        let server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .layer(ServerTraceLayer)
+            .layer(PendingRpcLayer)
+            .layer(AuthLayer::new(authenticator.clone()))
+            .add_routes(routes.routes())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async move {
+                    let _ = shutdown.changed().await;
+                },
+            );
+        let server = tokio::spawn(server);
+        tracing::info!(%address, service = config.service.name(), "serving");
+
+        let mesh = Mesh {
+            address,
+            bootstrap_admin_secret,
+            stop,
+            server,
+            background,
+            grace: config.shutdown_grace(),
+        };
+        if config.service == ServiceKind::All {
+            mesh.wait_until_keys_loaded(&authenticator).await?;
+        }
+        Ok(mesh)
+    }
+
+    async fn wait_until_keys_loaded(&self, authenticator: &Authenticator) -> anyhow::Result<()> {
+        for _ in 0..200 {
+            if !authenticator.keys().is_empty() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the registry's verification keys did not load within 10 seconds")
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// `http://host:port` of this server, for clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// The bootstrap administrator's secret, when this process runs the registry.
+    pub fn bootstrap_admin_secret(&self) -> Option<&str> {
+        self.bootstrap_admin_secret.as_deref()
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
+    pub async fn run_until_signalled(self) -> anyhow::Result<()> {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: no new connections, draining calls in flight");
+        self.shutdown().await
+    }
+
+    /// Stops accepting connections and lets calls in flight finish, for at most the grace period.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        let mut server = self.server;
+        let outcome = tokio::time::timeout(self.grace, &mut server).await;
+        for task in self.background {
+            task.abort();
+        }
+        match outcome {
+            Ok(joined) => joined?.context("server failed")?,
+            Err(_) => {
+                tracing::warn!(grace = ?self.grace, "calls still in flight after the grace period; closing them");
+                server.abort();
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// Keeps this process's copy of the registry's public keys current: at start-up (retrying until
+/// the registry answers), periodically, and when a token names a key we do not know.
+async fn sync_verification_keys(
+    authenticator: Arc<Authenticator>,
+    registry: String,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let channel = match mesh_channel(&registry, None) {
+        Ok(channel) => channel,
+        Err(error) => {
+            tracing::error!(%error, %registry, "invalid registry address; no token can be verified");
+            return;
+        }
+    };
+    let mut client = AuthenticationServiceClient::new(channel);
+    loop {
+        let fetched = client.list_verification_keys(ListVerificationKeysRequest::default()).await;
+        let wait = match fetched {
+            Ok(response) => {
+                let keys = response.into_inner().keys.into_iter().filter_map(|key| {
+                    let bytes: [u8; 32] = key.public_key.as_slice().try_into().ok()?;
+                    let public = interlock_auth::VerifyingKey::from_bytes(&bytes).ok()?;
+                    Some((key.key_id, public))
+                });
+                authenticator.keys().replace(keys);
+                tokio::select! {
+                    () = tokio::time::sleep(KEY_REFRESH_INTERVAL) => {},
+                    () = authenticator.keys_wanted().notified() => {},
+                    _ = stopped.changed() => return,
+                }
+                KEY_REFETCH_MIN_INTERVAL.min(KEY_REFRESH_INTERVAL)
+            }
+            Err(status) => {
+                tracing::debug!(%registry, code = ?status.code(), "registry keys not available yet");
+                Duration::from_millis(200)
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {},
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Reports each service SERVING while its database answers and tokens can be verified.
+async fn report_health(
+    reporter: HealthReporter,
+    databases: Vec<(ServiceKind, Database)>,
+    authenticator: Arc<Authenticator>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let keys_loaded = !authenticator.keys().is_empty();
+        let mut all_serving = true;
+        for (service, database) in &databases {
+            let serving = keys_loaded && database.ping().await.is_ok();
+            all_serving &= serving;
+            let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+            reporter.set_service_status(service.name(), status).await;
+            for name in service_names(*service) {
+                reporter.set_service_status(*name, status).await;
+            }
+        }
+        let overall = if all_serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+        reporter.set_service_status("", overall).await;
+        // Check again soon while not ready, so probes see readiness promptly.
+        let wait = if all_serving { HEALTH_INTERVAL } else { Duration::from_millis(100) };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {},
+            _ = stopped.changed() => {
+                reporter.set_service_status("", ServingStatus::NotServing).await;
+                return;
+            }
+        }
+    }
+}
+
+/// The fully qualified gRPC service names of one Interlock service.
+pub fn service_names(service: ServiceKind) -> &'static [&'static str] {
+    match service {
+        ServiceKind::Registry => interlock_registry::SERVICE_NAMES,
+        ServiceKind::Records => interlock_records::SERVICE_NAMES,
+        ServiceKind::Deconfliction => interlock_deconfliction::SERVICE_NAMES,
+        ServiceKind::Audit => interlock_audit::SERVICE_NAMES,
+        ServiceKind::All => &[],
+    }
+}
+
+fn signing_seed(config: &ServeConfig) -> anyhow::Result<[u8; 32]> {
+    let encoded = secret_from_config_or_file(
+        config.token_signing_key.as_deref(),
+        &config.data_dir.join("token-signing.key"),
+        || {
+            let mut seed = [0u8; 32];
+            rand::Rng::fill(&mut rand::rng(), &mut seed);
+            STANDARD.encode(seed)
+        },
+    )?;
+    let bytes = STANDARD.decode(encoded.trim()).context("the token signing key is not base64")?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the token signing key must be 32 bytes (base64 of an Ed25519 seed)"))
+}
+
+/// A secret from configuration, else from `file`, else generated and written to `file` readable
+/// by the owner only, so a restarted embedded mesh keeps its credentials.
+fn secret_from_config_or_file(
+    configured: Option<&str>,
+    file: &Path,
+    generate: impl FnOnce() -> String,
+) -> anyhow::Result<String> {
+    if let Some(secret) = configured {
+        return Ok(secret.to_owned());
+    }
+    if let Ok(secret) = std::fs::read_to_string(file) {
+        return Ok(secret.trim().to_owned());
+    }
+    let secret = generate();
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    write_private(file, &secret).with_context(|| format!("cannot write {}", file.display()))?;
+    tracing::info!(file = %file.display(), "generated a secret and kept it in this file");
+    Ok(secret)
+}
+
+#[cfg(unix)]
+fn write_private(file: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut handle = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(file)?;
+    handle.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(file: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(file, contents)
+}
