@@ -1,1 +1,87 @@
-//! Cross-service integration tests over real gRPC.
+//! Helpers for the cross-service tests: start the real `interlock serve` code path on
+//! 127.0.0.1 port 0 with its own fresh databases, and talk to it over real gRPC.
+
+use clap::Parser;
+use interlock::config::ServeConfig;
+use interlock::serve::Mesh;
+use interlock_api::registry::v1::CreateAccessTokenRequest;
+use interlock_api::registry::v1::authentication_service_client::AuthenticationServiceClient;
+use interlock_auth::CallerMetadata;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+/// The bootstrap administrator's credential name.
+pub const BOOTSTRAP_ADMIN: &str = "agencies/INTERLOCK/credentials/bootstrap-admin";
+
+/// A channel whose calls carry a caller's identity metadata.
+pub type AuthedChannel = InterceptedService<Channel, CallerMetadata>;
+
+#[derive(Parser)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ServeConfig,
+}
+
+/// `interlock serve` configuration from command-line style arguments, on a free port.
+pub fn serve_config(data_dir: &std::path::Path, extra: &[&str]) -> ServeConfig {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir"];
+    let data_dir = data_dir.to_str().expect("utf-8 temp path");
+    args.push(data_dir);
+    args.extend_from_slice(extra);
+    ServeArgs::parse_from(args).config
+}
+
+/// A running server with its own data folder, removed when dropped.
+pub struct TestServer {
+    pub mesh: Mesh,
+    pub data: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// The whole mesh in one process on the embedded default.
+    pub async fn all_in_one() -> Self {
+        Self::start(&[]).await
+    }
+
+    pub async fn start(extra: &[&str]) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mesh = Mesh::start(serve_config(data.path(), extra)).await.expect("start interlock serve");
+        Self { mesh, data }
+    }
+
+    pub fn url(&self) -> String {
+        self.mesh.url()
+    }
+
+    pub async fn channel(&self) -> Channel {
+        channel(&self.url()).await
+    }
+
+    /// An access token for the bootstrap administrator (needs this server to run the registry).
+    pub async fn admin_token(&self) -> String {
+        let secret = self.mesh.bootstrap_admin_secret().expect("this server runs the registry");
+        token(&self.url(), BOOTSTRAP_ADMIN, secret).await.expect("bootstrap admin token")
+    }
+
+    /// A channel on which every call carries the bootstrap administrator's token.
+    pub async fn admin_channel(&self) -> AuthedChannel {
+        InterceptedService::new(self.channel().await, CallerMetadata::bearer(self.admin_token().await))
+    }
+}
+
+pub async fn channel(url: &str) -> Channel {
+    Endpoint::from_shared(url.to_owned()).expect("url").connect().await.expect("connect")
+}
+
+/// Exchanges a credential for an access token at the registry at `url`.
+pub async fn token(url: &str, credential: &str, secret: &str) -> Result<String, tonic::Status> {
+    let mut client = AuthenticationServiceClient::new(channel(url).await);
+    let response = client
+        .create_access_token(CreateAccessTokenRequest {
+            credential: credential.to_owned(),
+            secret: secret.to_owned(),
+            ttl: None,
+        })
+        .await?;
+    Ok(response.into_inner().access_token)
+}

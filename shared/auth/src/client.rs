@@ -140,3 +140,47 @@ where
         })
     }
 }
+
+/// The identity metadata of a call made on behalf of an officer: bearer token, user, purpose and
+/// case. Used as a tonic interceptor by the CLI, the demo and tests.
+#[derive(Clone, Debug, Default)]
+pub struct CallerMetadata {
+    pub token: String,
+    pub user: Option<String>,
+    pub purpose: Option<crate::Purpose>,
+    pub case_reference: Option<String>,
+}
+
+impl CallerMetadata {
+    pub fn bearer(token: impl Into<String>) -> Self {
+        Self { token: token.into(), ..Self::default() }
+    }
+
+    pub fn on_behalf_of(mut self, user: &str, purpose: crate::Purpose) -> Self {
+        self.user = Some(user.to_owned());
+        self.purpose = Some(purpose);
+        self
+    }
+}
+
+impl tonic::service::Interceptor for CallerMetadata {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        let invalid = |what: &str| Status::invalid_argument(format!("{what} is not valid metadata"));
+        let metadata = request.metadata_mut();
+        metadata.insert(
+            "authorization",
+            format!("Bearer {}", self.token).parse().map_err(|_| invalid("the token"))?,
+        );
+        if let Some(user) = &self.user {
+            metadata.insert(crate::USER_HEADER, user.parse().map_err(|_| invalid("the user"))?);
+        }
+        if let Some(purpose) = self.purpose {
+            metadata
+                .insert(crate::PURPOSE_HEADER, tonic::metadata::MetadataValue::from_static(purpose.as_str()));
+        }
+        if let Some(case) = &self.case_reference {
+            metadata.insert(crate::CASE_HEADER, case.parse().map_err(|_| invalid("the case reference"))?);
+        }
+        Ok(request)
+    }
+}

@@ -15,7 +15,7 @@ mod secret;
 mod token;
 
 pub use caller::{CASE_HEADER, Caller, PURPOSE_HEADER, Purpose, USER_HEADER};
-pub use client::{BearerLayer, BearerService, MeshChannel, TokenSource, mesh_channel};
+pub use client::{BearerLayer, BearerService, CallerMetadata, MeshChannel, TokenSource, mesh_channel};
 pub use ed25519_dalek::VerifyingKey;
 pub use layer::{AuthLayer, AuthService, Authenticator, RevocationState};
 pub use role::Role;
