@@ -5,5 +5,6 @@
 //! default or one service of a Kubernetes deployment.
 
 pub mod config;
+pub mod demo;
 mod pending;
 pub mod serve;

@@ -15,6 +15,8 @@ struct Cli {
 enum Command {
     /// Run the mesh (all four services, or one with --service).
     Serve(Box<ServeConfig>),
+    /// Start the whole mesh on a fresh temporary store and walk the article's scenario.
+    Demo(Box<ServeConfig>),
 }
 
 #[tokio::main]
@@ -29,6 +31,18 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("configuration:\n{config}");
             let mesh = Mesh::start(*config).await?;
             let outcome = mesh.run_until_signalled().await;
+            telemetry.shutdown();
+            outcome
+        }
+        Command::Demo(mut config) => {
+            // The demo talks to the user on standard output; only warnings go to the log.
+            config.listen = "127.0.0.1:0".parse()?;
+            if std::env::var_os("RUST_LOG").is_none() {
+                // SAFETY: set before any other thread exists.
+                unsafe { std::env::set_var("RUST_LOG", "warn") };
+            }
+            let telemetry = interlock_telemetry::init("interlock-demo", config.log_format)?;
+            let outcome = interlock::demo::run(*config).await;
             telemetry.shutdown();
             outcome
         }
