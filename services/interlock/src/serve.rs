@@ -8,10 +8,14 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use interlock_api::registry::v1::ListVerificationKeysRequest;
+use interlock_api::audit::v1::audit_service_client::AuditServiceClient;
 use interlock_api::registry::v1::authentication_service_client::AuthenticationServiceClient;
-use interlock_auth::{AuthLayer, Authenticator, generate_secret, mesh_channel};
-use interlock_registry::{Registry, RegistryConfig};
+use interlock_audit_client::{Outbox, relay};
+use interlock_auth::{
+    AuthLayer, Authenticator, TokenSource, generate_secret, mesh_channel, sync_revocations,
+    sync_verification_keys,
+};
+use interlock_registry::{Registry, RegistryConfig, RegistryOutbox};
 use interlock_storage::{Database, Migrations};
 use interlock_telemetry::ServerTraceLayer;
 use tokio::net::TcpListener;
@@ -24,12 +28,10 @@ use tonic_health::server::HealthReporter;
 use crate::config::{ServeConfig, ServiceKind};
 use crate::pending::PendingRpcLayer;
 
+/// How often the registry's watches look for changes committed by any replica.
+const WATCH_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How often database reachability is re-checked for the health status.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
-/// How often verification keys are refreshed when nothing asks sooner.
-const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
-/// Least time between two key fetches triggered by unknown key ids.
-const KEY_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A running server: the whole mesh or one service.
 pub struct Mesh {
@@ -69,6 +71,7 @@ impl Mesh {
         let mut routes = RoutesBuilder::default();
         let mut databases: Vec<(ServiceKind, Database)> = Vec::new();
         let mut bootstrap_admin_secret = None;
+        let mut outboxes: Vec<Arc<dyn Outbox>> = Vec::new();
         for service in config.service.services() {
             let url = match &config.database_url {
                 Some(url) => url.clone(),
@@ -99,9 +102,11 @@ impl Mesh {
                                 &admin_secret,
                                 &mesh_secret,
                             ),
+                            watch_poll_interval: WATCH_POLL_INTERVAL,
                         },
                     );
                     registry.add_services(&mut routes);
+                    outboxes.push(Arc::new(RegistryOutbox(registry.store().clone())));
                     bootstrap_admin_secret = Some(admin_secret);
                 }
                 ServiceKind::Records => interlock_records::add_services(&mut routes),
@@ -120,14 +125,24 @@ impl Mesh {
 
         let authenticator = Arc::new(Authenticator::default());
         let (stop, stopped) = watch::channel(false);
-        let background = vec![
-            tokio::spawn(sync_verification_keys(
-                authenticator.clone(),
-                registry_address.clone(),
-                stopped.clone(),
-            )),
+        let mesh_tokens = Arc::new(TokenSource::new(
+            &registry_address,
+            interlock_registry::MESH_CREDENTIAL.into(),
+            mesh_secret,
+        )?);
+        let registry_client = || -> anyhow::Result<_> {
+            Ok(AuthenticationServiceClient::new(mesh_channel(&registry_address, Some(mesh_tokens.clone()))?))
+        };
+        let mut background = vec![
+            tokio::spawn(sync_verification_keys(authenticator.clone(), registry_client()?, stopped.clone())),
+            tokio::spawn(sync_revocations(authenticator.clone(), registry_client()?, stopped.clone())),
             tokio::spawn(report_health(health, databases, authenticator.clone(), stopped.clone())),
         ];
+        let audit_address = config.audit_address.clone().unwrap_or_else(|| own.clone());
+        for outbox in outboxes {
+            let audit = AuditServiceClient::new(mesh_channel(&audit_address, Some(mesh_tokens.clone()))?);
+            background.push(tokio::spawn(relay(outbox, audit, stopped.clone())));
+        }
 
         let mut shutdown = stopped.clone();
         let server = tonic::transport::Server::builder()
@@ -227,50 +242,6 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
-    }
-}
-
-/// Keeps this process's copy of the registry's public keys current: at start-up (retrying until
-/// the registry answers), periodically, and when a token names a key we do not know.
-async fn sync_verification_keys(
-    authenticator: Arc<Authenticator>,
-    registry: String,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let channel = match mesh_channel(&registry, None) {
-        Ok(channel) => channel,
-        Err(error) => {
-            tracing::error!(%error, %registry, "invalid registry address; no token can be verified");
-            return;
-        }
-    };
-    let mut client = AuthenticationServiceClient::new(channel);
-    loop {
-        let fetched = client.list_verification_keys(ListVerificationKeysRequest::default()).await;
-        let wait = match fetched {
-            Ok(response) => {
-                let keys = response.into_inner().keys.into_iter().filter_map(|key| {
-                    let bytes: [u8; 32] = key.public_key.as_slice().try_into().ok()?;
-                    let public = interlock_auth::VerifyingKey::from_bytes(&bytes).ok()?;
-                    Some((key.key_id, public))
-                });
-                authenticator.keys().replace(keys);
-                tokio::select! {
-                    () = tokio::time::sleep(KEY_REFRESH_INTERVAL) => {},
-                    () = authenticator.keys_wanted().notified() => {},
-                    _ = stopped.changed() => return,
-                }
-                KEY_REFETCH_MIN_INTERVAL.min(KEY_REFRESH_INTERVAL)
-            }
-            Err(status) => {
-                tracing::debug!(%registry, code = ?status.code(), "registry keys not available yet");
-                Duration::from_millis(200)
-            }
-        };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {},
-            _ = stopped.changed() => return,
-        }
     }
 }
 

@@ -8,12 +8,19 @@ pub enum Error {
     InvalidArgument(FieldViolations),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("{message}")]
+    NotFoundBecause { reason: &'static str, message: String },
     #[error("{0} already exists")]
     AlreadyExists(String),
     #[error("{message}")]
+    Conflict { reason: &'static str, message: String },
+    /// The resource changed since the caller read it (stale etag, or a concurrent writer).
+    #[error("{0} was changed by someone else")]
+    Aborted(String),
+    #[error("{message}")]
     FailedPrecondition { reason: &'static str, message: String },
-    #[error("{0}")]
-    PermissionDenied(String),
+    #[error("{message}")]
+    PermissionDenied { reason: &'static str, message: String },
     #[error("{message}")]
     Unauthenticated { reason: &'static str, message: String },
     #[error("storage failure: {0}")]
@@ -23,6 +30,23 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn precondition(reason: &'static str, message: impl Into<String>) -> Self {
+        Error::FailedPrecondition { reason, message: message.into() }
+    }
+
+    pub fn denied(reason: &'static str, message: impl Into<String>) -> Self {
+        Error::PermissionDenied { reason, message: message.into() }
+    }
+
+    /// A single field violation.
+    pub fn invalid(field: &str, description: impl Into<String>) -> Self {
+        let mut violations = FieldViolations::new();
+        violations.add(field, description);
+        Error::InvalidArgument(violations)
+    }
+}
 
 impl From<FieldViolations> for Error {
     fn from(violations: FieldViolations) -> Self {
@@ -37,14 +61,21 @@ impl From<Error> for Status {
             Error::NotFound(what) => {
                 status_with_reason(Code::NotFound, "NOT_FOUND", format!("{what} not found"))
             }
+            Error::NotFoundBecause { reason, message } => status_with_reason(Code::NotFound, reason, message),
             Error::AlreadyExists(what) => {
                 status_with_reason(Code::AlreadyExists, "ALREADY_EXISTS", format!("{what} already exists"))
             }
+            Error::Conflict { reason, message } => status_with_reason(Code::AlreadyExists, reason, message),
+            Error::Aborted(what) => status_with_reason(
+                Code::Aborted,
+                "ETAG_MISMATCH",
+                format!("{what} was changed since you read it; read it again and retry with the new etag"),
+            ),
             Error::FailedPrecondition { reason, message } => {
                 status_with_reason(Code::FailedPrecondition, reason, message)
             }
-            Error::PermissionDenied(message) => {
-                status_with_reason(Code::PermissionDenied, "PERMISSION_DENIED", message)
+            Error::PermissionDenied { reason, message } => {
+                status_with_reason(Code::PermissionDenied, reason, message)
             }
             Error::Unauthenticated { reason, message } => {
                 status_with_reason(Code::Unauthenticated, reason, message)

@@ -1,12 +1,15 @@
 //! The registry: who takes part in the mesh and on what terms. Source of truth for agencies,
 //! centers, credentials and sharing agreements; issues the access tokens every other service
-//! verifies.
+//! verifies and compiles the grants the records service applies.
 //!
-//! Reads top-down: [`api`] (gRPC handlers) → [`domain`] (rules, no I/O) → [`store`] (sqlx).
+//! Reads top-down: [`api`] (gRPC handlers: decode, authorize, map errors) → [`service`]
+//! (orchestration: read, apply a domain rule, commit with its audit event) → [`domain`] (rules,
+//! no I/O) → [`store`] (sqlx).
 
 pub mod api;
 pub mod domain;
 pub mod error;
+pub mod service;
 pub mod store;
 
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use std::time::Duration;
 use interlock_auth::{Role, SecretHash, TokenSigner};
 use tonic::service::RoutesBuilder;
 
-use crate::store::RegistryStore;
+use crate::store::{RegistryStore, Repository};
 
 /// The agency code under which the mesh operator's own credentials live.
 pub const OPERATOR_AGENCY: &str = "INTERLOCK";
@@ -49,6 +52,8 @@ pub struct RegistryConfig {
     /// Lifetime of access tokens when the client asks for none.
     pub default_token_ttl: Duration,
     pub configured_credentials: Vec<ConfiguredCredential>,
+    /// How often watches look for changes committed by any replica.
+    pub watch_poll_interval: Duration,
 }
 
 impl RegistryConfig {
@@ -72,9 +77,9 @@ impl RegistryConfig {
     }
 }
 
-/// The registry service: its store, its token signer and its configuration.
+/// The registry service: its repository, its token signer and its configuration.
 pub struct Registry {
-    store: Arc<dyn RegistryStore>,
+    repo: Repository,
     signer: TokenSigner,
     config: RegistryConfig,
 }
@@ -82,15 +87,29 @@ pub struct Registry {
 impl Registry {
     pub fn new(store: Arc<dyn RegistryStore>, config: RegistryConfig) -> Arc<Self> {
         let signer = TokenSigner::from_seed(&config.signing_seed);
-        Arc::new(Self { store, signer, config })
+        Arc::new(Self { repo: Repository::new(store), signer, config })
     }
 
     pub fn store(&self) -> &Arc<dyn RegistryStore> {
-        &self.store
+        self.repo.store()
     }
 
     /// Adds every registry gRPC service to `routes`.
     pub fn add_services(self: &Arc<Self>, routes: &mut RoutesBuilder) {
         api::add_services(self, routes);
+    }
+}
+
+/// The registry's outbox, for the audit relay.
+pub struct RegistryOutbox(pub Arc<dyn RegistryStore>);
+
+#[async_trait::async_trait]
+impl interlock_audit_client::Outbox for RegistryOutbox {
+    async fn pending(&self, limit: u32) -> Result<Vec<(i64, Vec<u8>)>, String> {
+        self.0.pending_audit_events(limit).await.map_err(|error| error.to_string())
+    }
+
+    async fn delivered(&self, sequences: &[i64]) -> Result<(), String> {
+        self.0.remove_audit_events(sequences).await.map_err(|error| error.to_string())
     }
 }

@@ -12,6 +12,7 @@ mod client;
 mod layer;
 mod role;
 mod secret;
+mod sync;
 mod token;
 
 pub use caller::{CASE_HEADER, Caller, PURPOSE_HEADER, Purpose, USER_HEADER};
@@ -20,4 +21,5 @@ pub use ed25519_dalek::VerifyingKey;
 pub use layer::{AuthLayer, AuthService, Authenticator, RevocationState};
 pub use role::Role;
 pub use secret::{SecretHash, generate_secret};
+pub use sync::{sync_revocations, sync_verification_keys};
 pub use token::{AUDIENCE, Claims, ISSUER, KeySet, TokenError, TokenSigner};

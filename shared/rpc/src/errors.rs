@@ -27,6 +27,7 @@ pub fn unimplemented_until(rpc: &str, issue: u32, what: &str) -> Status {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FieldViolations {
     violations: Vec<(String, String)>,
+    reason: Option<&'static str>,
 }
 
 impl FieldViolations {
@@ -51,6 +52,21 @@ impl FieldViolations {
         for (field, description) in nested.violations {
             self.violations.push((format!("{prefix}.{field}"), description));
         }
+        if let Some(reason) = nested.reason {
+            self.reason.get_or_insert(reason);
+        }
+    }
+
+    /// Records a violation that has a more specific `ErrorInfo.reason` than `INVALID_ARGUMENT`
+    /// (for example `SELF_AGREEMENT`); the first such reason becomes the status's reason.
+    pub fn add_with_reason(
+        &mut self,
+        reason: &'static str,
+        field: impl Into<String>,
+        description: impl Into<String>,
+    ) {
+        self.reason.get_or_insert(reason);
+        self.add(field, description);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -73,7 +89,8 @@ impl FieldViolations {
             .map(|(field, description)| format!("{field}: {description}"))
             .collect::<Vec<_>>()
             .join("; ");
-        let mut details = ErrorDetails::with_error_info("INVALID_ARGUMENT", ERROR_DOMAIN, HashMap::new());
+        let reason = self.reason.unwrap_or("INVALID_ARGUMENT");
+        let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new());
         for (field, description) in self.violations {
             details.add_bad_request_violation(field, description);
         }

@@ -71,3 +71,14 @@ pub fn init(service_name: &str, format: LogFormat) -> anyhow::Result<Telemetry> 
     tracing_subscriber::registry().with(fmt.with_filter(filter())).with(otel).try_init()?;
     Ok(Telemetry { provider })
 }
+
+/// The W3C trace id and span id of the current span, when it belongs to a sampled trace, for
+/// audit events that point back at the request's trace.
+pub fn current_trace_ids() -> Option<(String, String)> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context.is_valid().then(|| (span_context.trace_id().to_string(), span_context.span_id().to_string()))
+}

@@ -1,14 +1,16 @@
-//! gRPC handlers: decode, authorize, call the domain and the store, map errors. Nothing else.
+//! gRPC handlers: decode, authenticate the caller, call the service layer, encode, map errors.
 
 mod agency;
+mod agreement;
 mod authentication;
+mod center;
+mod convert;
+mod credential;
+mod grant;
 
 use std::sync::Arc;
 
-use interlock_api::registry::v1::agreement_service_server::{AgreementService, AgreementServiceServer};
-use interlock_api::registry::v1::center_service_server::{CenterService, CenterServiceServer};
-use interlock_api::registry::v1::credential_service_server::{CredentialService, CredentialServiceServer};
-use interlock_api::registry::v1::grant_service_server::{GrantService, GrantServiceServer};
+use interlock_rpc::PageToken;
 use tonic::service::RoutesBuilder;
 
 use crate::Registry;
@@ -17,17 +19,25 @@ pub(crate) fn add_services(registry: &Arc<Registry>, routes: &mut RoutesBuilder)
     routes
         .add_service(agency::server(registry.clone()))
         .add_service(authentication::server(registry.clone()))
-        .add_service(CenterServiceServer::new(Pending))
-        .add_service(CredentialServiceServer::new(Pending))
-        .add_service(AgreementServiceServer::new(Pending))
-        .add_service(GrantServiceServer::new(Pending));
+        .add_service(center::server(registry.clone()))
+        .add_service(credential::server(registry.clone()))
+        .add_service(agreement::server(registry.clone()))
+        .add_service(grant::server(registry.clone()));
 }
 
-/// Services whose behaviour arrives with the registry issue (#3). Their generated default methods
-/// answer UNIMPLEMENTED; the serve crate's pending-RPC layer names the issue.
-struct Pending;
+/// Cuts a listing fetched with one row more than `limit` into a page and its next-page token
+/// (the last returned resource name).
+fn page<T>(mut items: Vec<T>, limit: u32, name: impl Fn(&T) -> String) -> (Vec<T>, String) {
+    if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        let token = items.last().map(|last| PageToken::encode(&name(last))).unwrap_or_default();
+        (items, token)
+    } else {
+        (items, String::new())
+    }
+}
 
-impl CenterService for Pending {}
-impl CredentialService for Pending {}
-impl AgreementService for Pending {}
-impl GrantService for Pending {}
+/// The resource name a page token resumes after ("" for the first page).
+fn after(page_token: &str) -> Result<String, tonic::Status> {
+    Ok(PageToken::decode::<String>(page_token)?.unwrap_or_default())
+}

@@ -1,6 +1,8 @@
 use interlock_rpc::FieldViolations;
 use serde::{Deserialize, Serialize};
 
+use crate::store::{Kind, Resource};
+
 /// Longest free-text field we accept (names, departments, jurisdictions).
 const MAX_TEXT: usize = 200;
 /// Most contacts an agency keeps beside its duty desk.
@@ -16,30 +18,14 @@ pub struct Contact {
     pub around_the_clock: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AgencyState {
     Active,
     Suspended,
 }
 
-impl AgencyState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgencyState::Active => "active",
-            AgencyState::Suspended => "suspended",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "active" => Some(AgencyState::Active),
-            "suspended" => Some(AgencyState::Suspended),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Agency {
     /// Short code such as `ICE` or `DOJ-OCDETF`: unique and immutable.
     pub code: String,
@@ -53,18 +39,67 @@ pub struct Agency {
     pub suspend_time_us: Option<i64>,
     pub create_time_us: i64,
     pub update_time_us: i64,
-    /// Bumped on every change; the etag clients send back.
-    pub revision: i64,
+}
+
+impl Resource for Agency {
+    const KIND: Kind = Kind::Agency;
+
+    fn name(&self) -> String {
+        agency_name(&self.code)
+    }
 }
 
 impl Agency {
-    pub fn name(&self) -> String {
-        format!("agencies/{}", self.code)
+    pub fn is_suspended(&self) -> bool {
+        self.state == AgencyState::Suspended
     }
 
-    pub fn etag(&self) -> String {
-        format!("\"{}\"", self.revision)
+    /// Replaces the editable fields named by `paths` (`display_name`, `parent_department`,
+    /// `jurisdiction`, `duty_desk`, `contacts`) with those of `update`, then re-validates.
+    pub fn apply_update(
+        &self,
+        update: NewAgency,
+        paths: &[String],
+        now_us: i64,
+    ) -> Result<Agency, FieldViolations> {
+        let mut merged = NewAgency {
+            code: self.code.clone(),
+            display_name: self.display_name.clone(),
+            parent_department: self.parent_department.clone(),
+            jurisdiction: self.jurisdiction.clone(),
+            duty_desk: Some(self.duty_desk.clone()),
+            contacts: self.contacts.clone(),
+        };
+        let mut violations = FieldViolations::new();
+        for path in paths {
+            match path.as_str() {
+                "display_name" => merged.display_name = update.display_name.clone(),
+                "parent_department" => merged.parent_department = update.parent_department.clone(),
+                "jurisdiction" => merged.jurisdiction = update.jurisdiction.clone(),
+                "duty_desk" => merged.duty_desk = update.duty_desk.clone(),
+                "contacts" => merged.contacts = update.contacts.clone(),
+                "code" => violations.add("update_mask", "the agency code is immutable"),
+                other => violations.add("update_mask", format!("{other:?} is not an editable agency field")),
+            }
+        }
+        if paths.is_empty() {
+            violations.add("update_mask", "name at least one field to change");
+        }
+        if !violations.is_empty() {
+            return Err(violations);
+        }
+        let mut updated = merged.validate("agency", now_us)?;
+        updated.state = self.state;
+        updated.suspend_reason = self.suspend_reason.clone();
+        updated.suspend_time_us = self.suspend_time_us;
+        updated.create_time_us = self.create_time_us;
+        Ok(updated)
     }
+}
+
+/// `agencies/{code}`.
+pub fn agency_name(code: &str) -> String {
+    format!("agencies/{code}")
 }
 
 /// The fields a client supplies for a new agency.
@@ -126,7 +161,6 @@ impl NewAgency {
             suspend_time_us: None,
             create_time_us: now_us,
             update_time_us: now_us,
-            revision: 1,
         })
     }
 }
@@ -198,7 +232,6 @@ mod tests {
         let agency = dea().validate("agency", 42).unwrap();
         assert_eq!(agency.name(), "agencies/DEA");
         assert_eq!(agency.state, AgencyState::Active);
-        assert_eq!(agency.revision, 1);
         assert_eq!(agency.create_time_us, 42);
     }
 

@@ -4,7 +4,7 @@
 use interlock_storage::testing::TestDatabase;
 
 use super::*;
-use crate::domain::agency::NewAgency;
+use crate::domain::agency::{Agency, Contact, NewAgency};
 
 fn agency(code: &str) -> Agency {
     NewAgency {
@@ -24,54 +24,108 @@ fn agency(code: &str) -> Agency {
     .expect("valid agency")
 }
 
-async fn each_store() -> Vec<(TestDatabase, Arc<dyn RegistryStore>)> {
-    let mut stores = Vec::new();
+async fn each_repository() -> Vec<(TestDatabase, Repository)> {
+    let mut repositories = Vec::new();
     for database in TestDatabase::each_backend().await {
-        let store =
-            on(Database::open(database.url(), &MIGRATIONS).await.expect("open the registry database"));
-        stores.push((database, store));
+        let opened = Database::open(database.url(), &MIGRATIONS).await.expect("open the registry database");
+        repositories.push((database, Repository::new(on(opened))));
     }
-    stores
+    repositories
 }
 
 #[tokio::test]
-async fn agencies_are_stored_and_read_back() {
-    for (_db, store) in each_store().await {
-        store.ping().await.unwrap();
+async fn inserted_documents_read_back_with_their_revision() {
+    for (_db, repo) in each_repository().await {
+        repo.store().ping().await.unwrap();
         let dea = agency("DEA");
-        assert_eq!(store.create_agency(&dea, Some("r1")).await.unwrap(), dea);
-        assert_eq!(store.get_agency("DEA").await.unwrap(), Some(dea));
-        assert_eq!(store.get_agency("FBI").await.unwrap(), None);
+        let mut commit = Commit::default();
+        commit.insert(&dea, Some("r1"));
+        assert_eq!(repo.store().commit(commit).await.unwrap(), 1);
+        let stored = repo.get::<Agency>("agencies/DEA").await.unwrap().unwrap();
+        assert_eq!((stored.value, stored.revision), (dea.clone(), 1));
+        assert_eq!(repo.get_by_request_id::<Agency>("r1").await.unwrap().unwrap().value, dea);
+        assert!(repo.get::<Agency>("agencies/FBI").await.unwrap().is_none());
     }
 }
 
 #[tokio::test]
-async fn duplicate_codes_are_refused_but_retries_are_idempotent() {
-    for (_db, store) in each_store().await {
-        let dea = agency("DEA");
-        store.create_agency(&dea, Some("r1")).await.unwrap();
-        assert_eq!(store.create_agency(&dea, Some("r1")).await.unwrap(), dea);
-        let mut other = agency("DEA");
-        other.display_name = "someone else".into();
-        assert!(matches!(store.create_agency(&other, Some("r2")).await, Err(Error::AlreadyExists(_))));
-        assert!(matches!(store.create_agency(&other, None).await, Err(Error::AlreadyExists(_))));
-        assert_eq!(store.get_agency("DEA").await.unwrap().unwrap().display_name, "DEA agency");
+async fn duplicate_names_and_stale_revisions_change_nothing() {
+    for (_db, repo) in each_repository().await {
+        let mut dea = agency("DEA");
+        let mut commit = Commit::default();
+        commit.insert(&dea, None);
+        repo.store().commit(commit).await.unwrap();
+
+        // A batch that fails part-way leaves nothing behind: not the first insert, not its audit event.
+        let mut commit = Commit::default();
+        commit.insert(&agency("FBI"), None).insert(&dea, None).audit("e1".into(), vec![1]);
+        assert!(
+            matches!(repo.store().commit(commit).await, Err(Error::AlreadyExists(name)) if name == "agencies/DEA")
+        );
+        assert!(repo.get::<Agency>("agencies/FBI").await.unwrap().is_none());
+        assert!(repo.store().pending_audit_events(10).await.unwrap().is_empty());
+
+        dea.display_name = "renamed".into();
+        let mut commit = Commit::default();
+        commit.update(&dea, 1);
+        repo.store().commit(commit).await.unwrap();
+        let mut stale = Commit::default();
+        stale.update(&dea, 1);
+        assert!(matches!(repo.store().commit(stale).await, Err(Error::Aborted(_))));
+        let stored = repo.get::<Agency>("agencies/DEA").await.unwrap().unwrap();
+        assert_eq!((stored.value.display_name.as_str(), stored.revision), ("renamed", 2));
     }
 }
 
 #[tokio::test]
-async fn listing_pages_in_code_order_and_filters_by_state() {
-    for (_db, store) in each_store().await {
-        for code in ["ICE", "ATF", "FBI", "DEA"] {
-            store.create_agency(&agency(code), None).await.unwrap();
+async fn the_change_feed_follows_commits_in_order() {
+    for (_db, repo) in each_repository().await {
+        for code in ["ICE", "ATF"] {
+            let mut commit = Commit::default();
+            commit.insert(&agency(code), None);
+            repo.store().commit(commit).await.unwrap();
         }
-        let first = store.list_agencies(None, None, 2).await.unwrap();
-        let codes: Vec<_> = first.iter().map(|a| a.code.as_str()).collect();
-        assert_eq!(codes, ["ATF", "DEA"]);
-        let rest = store.list_agencies(Some("DEA"), None, 10).await.unwrap();
-        let codes: Vec<_> = rest.iter().map(|a| a.code.as_str()).collect();
-        assert_eq!(codes, ["FBI", "ICE"]);
-        assert!(store.list_agencies(None, Some(AgencyState::Suspended), 10).await.unwrap().is_empty());
-        assert_eq!(store.list_agencies(None, Some(AgencyState::Active), 10).await.unwrap().len(), 4);
+        let changes = repo.store().changes_after(0, 10).await.unwrap();
+        let names: Vec<_> = changes.iter().map(|c| (c.revision, c.kind, c.name.as_str())).collect();
+        assert_eq!(names, [(1, Kind::Agency, "agencies/ICE"), (2, Kind::Agency, "agencies/ATF")]);
+        assert_eq!(repo.store().changes_after(1, 10).await.unwrap().len(), 1);
+        assert_eq!(repo.store().latest_revision().await.unwrap(), 2);
+    }
+}
+
+#[tokio::test]
+async fn listing_pages_in_name_order_and_by_parent() {
+    for (_db, repo) in each_repository().await {
+        let mut commit = Commit::default();
+        for code in ["ICE", "ATF", "FBI", "DEA"] {
+            commit.insert(&agency(code), None);
+        }
+        repo.store().commit(commit).await.unwrap();
+        let first: Vec<String> =
+            repo.list::<Agency>(None, "", 2).await.unwrap().into_iter().map(|a| a.value.code).collect();
+        assert_eq!(first, ["ATF", "DEA"]);
+        let rest: Vec<String> = repo
+            .list::<Agency>(None, "agencies/DEA", 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.value.code)
+            .collect();
+        assert_eq!(rest, ["FBI", "ICE"]);
+        assert!(repo.list::<Agency>(Some("centers/x"), "", 10).await.unwrap().is_empty());
+        assert_eq!(repo.all::<Agency>().await.unwrap().len(), 4);
+    }
+}
+
+#[tokio::test]
+async fn audit_events_wait_in_the_outbox_until_delivered() {
+    for (_db, repo) in each_repository().await {
+        let mut commit = Commit::default();
+        commit.insert(&agency("DEA"), None).audit("e1".into(), vec![1, 2]).audit("e2".into(), vec![3]);
+        repo.store().commit(commit).await.unwrap();
+        let pending = repo.store().pending_audit_events(10).await.unwrap();
+        assert_eq!(pending.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(), [vec![1, 2], vec![3]]);
+        repo.store().remove_audit_events(&[pending[0].0]).await.unwrap();
+        assert_eq!(repo.store().pending_audit_events(10).await.unwrap().len(), 1);
     }
 }

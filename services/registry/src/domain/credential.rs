@@ -1,0 +1,278 @@
+//! Machine credentials: shown once, stored as a hash, rotated, expired, revoked, and locked after
+//! repeated failures (CJIS Security Policy: 5 consecutive failures lock for 10 minutes).
+
+use interlock_auth::{Role, SecretHash};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::agency::agency_name;
+use crate::store::{Kind, Resource};
+
+/// Consecutive failures that lock a credential.
+pub const LOCK_AFTER_FAILURES: i32 = 5;
+/// How long a locked credential stays locked.
+pub const LOCK_DURATION_US: i64 = 10 * 60 * 1_000_000;
+/// Longest grace period during which a rotated-out secret still works.
+pub const MAX_ROTATION_GRACE_US: i64 = 24 * 3600 * 1_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialState {
+    Active,
+    Expired,
+    Revoked,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    pub agency: String,
+    pub credential_id: String,
+    pub display_name: String,
+    /// Role value names.
+    pub roles: Vec<String>,
+    pub revoked: bool,
+    pub expire_time_us: Option<i64>,
+    /// Lower-case hex SHA-256 of the client certificate the credential is bound to, if any.
+    pub tls_certificate_sha256: String,
+    /// Hex SHA-256 of the secret; the secret itself is never stored.
+    pub secret_hash: String,
+    /// The first characters of the secret, so people can tell credentials apart.
+    pub secret_prefix: String,
+    pub previous_secret_hash: Option<String>,
+    pub previous_secret_expire_us: Option<i64>,
+    pub consecutive_failures: i32,
+    pub lock_expire_us: Option<i64>,
+    pub last_authentication_us: Option<i64>,
+    pub rotate_time_us: Option<i64>,
+    pub revoke_time_us: Option<i64>,
+    pub revoke_reason: String,
+    /// Tokens issued before this time are void (set by revocation and by rotation without grace).
+    pub tokens_invalidated_before_us: Option<i64>,
+    pub create_time_us: i64,
+    pub update_time_us: i64,
+}
+
+impl Resource for Credential {
+    const KIND: Kind = Kind::Credential;
+
+    fn name(&self) -> String {
+        credential_name(&self.agency, &self.credential_id)
+    }
+
+    fn parent(&self) -> String {
+        agency_name(&self.agency)
+    }
+}
+
+pub fn credential_name(agency: &str, credential_id: &str) -> String {
+    format!("agencies/{agency}/credentials/{credential_id}")
+}
+
+/// Splits `agencies/{code}/credentials/{id}`.
+pub fn parse_credential_name(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix("agencies/")?;
+    let (agency, id) = rest.split_once("/credentials/")?;
+    (crate::domain::agency::is_agency_code(agency) && crate::domain::user::is_user_id(id))
+        .then_some((agency, id))
+}
+
+/// What an authentication attempt found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted,
+    /// Wrong secret; `locked_now` when this failure locked the credential.
+    WrongSecret {
+        locked_now: bool,
+    },
+    Locked {
+        until_us: i64,
+    },
+    Expired,
+    Revoked,
+    CertificateMismatch,
+}
+
+impl Credential {
+    pub fn state(&self, now_us: i64) -> CredentialState {
+        if self.revoked {
+            CredentialState::Revoked
+        } else if self.expire_time_us.is_some_and(|expiry| expiry <= now_us) {
+            CredentialState::Expired
+        } else {
+            CredentialState::Active
+        }
+    }
+
+    pub fn roles(&self) -> Vec<Role> {
+        self.roles.iter().filter_map(|role| Role::parse(role)).collect()
+    }
+
+    pub fn is_locked(&self, now_us: i64) -> bool {
+        self.lock_expire_us.is_some_and(|until| until > now_us)
+    }
+
+    /// Checks `secret` (and the client certificate, when bound) and updates the failure counter
+    /// and lock: the caller stores the credential afterwards whatever the verdict.
+    pub fn authenticate(&mut self, secret: &str, certificate_sha256: Option<&str>, now_us: i64) -> Verdict {
+        match self.state(now_us) {
+            CredentialState::Revoked => return Verdict::Revoked,
+            CredentialState::Expired => return Verdict::Expired,
+            CredentialState::Active => {}
+        }
+        if let Some(until_us) = self.lock_expire_us.filter(|until| *until > now_us) {
+            return Verdict::Locked { until_us };
+        }
+        let matches_current = hash_matches(&self.secret_hash, secret);
+        let matches_previous = self.previous_secret_expire_us.is_some_and(|expiry| expiry > now_us)
+            && self.previous_secret_hash.as_deref().is_some_and(|hash| hash_matches(hash, secret));
+        let certificate_ok = self.tls_certificate_sha256.is_empty()
+            || certificate_sha256
+                .is_some_and(|presented| presented.eq_ignore_ascii_case(&self.tls_certificate_sha256));
+        if (matches_current || matches_previous) && certificate_ok {
+            self.consecutive_failures = 0;
+            self.lock_expire_us = None;
+            self.last_authentication_us = Some(now_us);
+            return Verdict::Accepted;
+        }
+        self.consecutive_failures += 1;
+        let locked_now = self.consecutive_failures >= LOCK_AFTER_FAILURES;
+        if locked_now {
+            self.lock_expire_us = Some(now_us + LOCK_DURATION_US);
+            self.consecutive_failures = 0;
+        }
+        if !certificate_ok && (matches_current || matches_previous) {
+            Verdict::CertificateMismatch
+        } else {
+            Verdict::WrongSecret { locked_now }
+        }
+    }
+
+    /// Installs a new secret. The old one keeps working for `grace_us`; without grace, tokens
+    /// issued so far are void at once.
+    pub fn rotate(&mut self, new_secret: &str, grace_us: i64, now_us: i64) {
+        if grace_us > 0 {
+            self.previous_secret_hash = Some(self.secret_hash.clone());
+            self.previous_secret_expire_us = Some(now_us + grace_us);
+        } else {
+            self.previous_secret_hash = None;
+            self.previous_secret_expire_us = None;
+            self.tokens_invalidated_before_us = Some(now_us);
+        }
+        self.secret_hash = hex_hash(new_secret);
+        self.secret_prefix = secret_prefix(new_secret);
+        self.rotate_time_us = Some(now_us);
+        self.update_time_us = now_us;
+    }
+
+    pub fn revoke(&mut self, reason: &str, now_us: i64) {
+        self.revoked = true;
+        self.revoke_time_us = Some(now_us);
+        self.revoke_reason = reason.to_owned();
+        self.tokens_invalidated_before_us = Some(now_us);
+        self.update_time_us = now_us;
+    }
+}
+
+pub fn hex_hash(secret: &str) -> String {
+    SecretHash::of(secret).as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn secret_prefix(secret: &str) -> String {
+    secret.chars().take(8).collect()
+}
+
+fn hash_matches(stored_hex: &str, secret: &str) -> bool {
+    let bytes: Option<Vec<u8>> = (0..stored_hex.len())
+        .step_by(2)
+        .map(|i| stored_hex.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+        .collect();
+    bytes.as_deref().and_then(SecretHash::from_bytes).is_some_and(|hash| hash.matches(secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credential(secret: &str) -> Credential {
+        Credential {
+            agency: "DEA".into(),
+            credential_id: "backend".into(),
+            display_name: "DEA backend".into(),
+            roles: vec!["ROLE_AGENCY_MEMBER".into()],
+            revoked: false,
+            expire_time_us: None,
+            tls_certificate_sha256: String::new(),
+            secret_hash: hex_hash(secret),
+            secret_prefix: secret_prefix(secret),
+            previous_secret_hash: None,
+            previous_secret_expire_us: None,
+            consecutive_failures: 0,
+            lock_expire_us: None,
+            last_authentication_us: None,
+            rotate_time_us: None,
+            revoke_time_us: None,
+            revoke_reason: String::new(),
+            tokens_invalidated_before_us: None,
+            create_time_us: 0,
+            update_time_us: 0,
+        }
+    }
+
+    #[test]
+    fn five_failures_lock_for_ten_minutes_even_against_the_right_secret() {
+        let mut c = credential("ilk_right");
+        for attempt in 1..=4 {
+            assert_eq!(
+                c.authenticate("ilk_wrong", None, attempt),
+                Verdict::WrongSecret { locked_now: false }
+            );
+        }
+        assert_eq!(c.authenticate("ilk_wrong", None, 5), Verdict::WrongSecret { locked_now: true });
+        assert_eq!(c.authenticate("ilk_right", None, 6), Verdict::Locked { until_us: 5 + LOCK_DURATION_US });
+        assert_eq!(c.authenticate("ilk_right", None, 5 + LOCK_DURATION_US), Verdict::Accepted);
+        assert_eq!(c.consecutive_failures, 0);
+    }
+
+    #[test]
+    fn a_success_resets_the_failure_count() {
+        let mut c = credential("ilk_right");
+        for t in 0..4 {
+            c.authenticate("ilk_wrong", None, t);
+        }
+        assert_eq!(c.authenticate("ilk_right", None, 10), Verdict::Accepted);
+        assert_eq!(c.authenticate("ilk_wrong", None, 11), Verdict::WrongSecret { locked_now: false });
+    }
+
+    #[test]
+    fn rotation_grace_revocation_and_expiry() {
+        let mut c = credential("ilk_old");
+        c.rotate("ilk_new", 100, 1_000);
+        assert_eq!(c.authenticate("ilk_old", None, 1_050), Verdict::Accepted);
+        assert_eq!(c.authenticate("ilk_old", None, 1_100), Verdict::WrongSecret { locked_now: false });
+        assert_eq!(c.authenticate("ilk_new", None, 1_100), Verdict::Accepted);
+
+        c.rotate("ilk_newer", 0, 2_000);
+        assert_eq!(c.tokens_invalidated_before_us, Some(2_000));
+        assert_eq!(c.authenticate("ilk_new", None, 2_001), Verdict::WrongSecret { locked_now: false });
+
+        c.expire_time_us = Some(3_000);
+        assert_eq!(c.authenticate("ilk_newer", None, 3_000), Verdict::Expired);
+        c.revoke("leaked", 2_500);
+        assert_eq!(c.authenticate("ilk_newer", None, 2_600), Verdict::Revoked);
+        assert_eq!(c.state(2_600), CredentialState::Revoked);
+    }
+
+    #[test]
+    fn certificate_binding() {
+        let mut c = credential("ilk_right");
+        c.tls_certificate_sha256 = "ab".repeat(32);
+        assert_eq!(c.authenticate("ilk_right", None, 1), Verdict::CertificateMismatch);
+        assert_eq!(c.authenticate("ilk_right", Some(&"AB".repeat(32)), 2), Verdict::Accepted);
+    }
+
+    #[test]
+    fn credential_names() {
+        assert_eq!(parse_credential_name("agencies/DEA/credentials/backend-1"), Some(("DEA", "backend-1")));
+        assert_eq!(parse_credential_name("agencies/DEA/users/x"), None);
+        assert_eq!(parse_credential_name("agencies/dea/credentials/x"), None);
+    }
+}

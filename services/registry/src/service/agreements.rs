@@ -1,0 +1,378 @@
+//! Sharing agreements: only parties act on them, only each party's own administrator signs for
+//! it, and everyone outside sees nothing.
+
+use std::collections::{HashMap, HashSet};
+
+use interlock_api::audit::v1::Action;
+use interlock_auth::{Caller, Role};
+use interlock_rpc::now_micros;
+
+use super::{check_etag, new_id};
+use crate::Registry;
+use crate::domain::agency::{Agency, agency_name};
+use crate::domain::agreement::{
+    Actor, Agreement, AgreementState, Parties, SignOutcome, Terms, Version, VersionState, agreement_name,
+};
+use crate::domain::center::{Center, center_name};
+use crate::domain::grants::{self, Grant, World};
+use crate::domain::user::{User, user_name};
+use crate::error::{Error, Result};
+use crate::store::{Commit, Resource, Versioned};
+
+const SERVICE: &str = "/interlock.registry.v1.AgreementService/";
+
+fn method(name: &str) -> String {
+    format!("{SERVICE}{name}")
+}
+
+/// Centers by id and suspended agency codes: what grants and party checks depend on.
+pub struct Membership {
+    pub centers: HashMap<String, Center>,
+    pub suspended_agencies: HashSet<String>,
+}
+
+impl Membership {
+    pub fn world(&self, now_us: i64) -> World<'_> {
+        World { centers: &self.centers, suspended_agencies: &self.suspended_agencies, now_us }
+    }
+
+    /// The agencies whose signatures the version awaiting signatures needs.
+    fn required_signers(&self, terms: &Terms, now_us: i64) -> Vec<String> {
+        match terms.shape() {
+            Some(Parties::Bilateral(parties)) => parties.iter().map(|(code, _)| (*code).to_owned()).collect(),
+            Some(Parties::Center(id)) => self
+                .centers
+                .get(id)
+                .map(|center| center.current_members(now_us).into_iter().map(str::to_owned).collect())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether `agency` is a party now (for a center: a current member).
+    fn is_party(&self, terms: &Terms, agency: &str, now_us: i64) -> bool {
+        match terms.shape() {
+            Some(Parties::Bilateral(parties)) => parties.iter().any(|(code, _)| *code == agency),
+            Some(Parties::Center(id)) => {
+                self.centers.get(id).is_some_and(|c| c.is_current_member(agency, now_us))
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `caller` may read the agreement: parties (and former center members), center
+    /// administrators and auditors, and the mesh's own services.
+    fn may_read(&self, caller: &Caller, terms: &Terms, now_us: i64) -> bool {
+        if [Role::CenterAdministrator, Role::CenterAuditor, Role::MeshService]
+            .iter()
+            .any(|r| caller.has_role(*r))
+        {
+            return true;
+        }
+        match terms.shape() {
+            Some(Parties::Center(id)) => {
+                self.centers.get(id).is_some_and(|c| c.was_member(&caller.agency, now_us))
+            }
+            _ => self.is_party(terms, &caller.agency, now_us),
+        }
+    }
+}
+
+impl Registry {
+    pub async fn membership(&self) -> Result<Membership> {
+        let centers = self
+            .repo
+            .all::<Center>()
+            .await?
+            .into_iter()
+            .map(|c| (c.value.center_id.clone(), c.value))
+            .collect();
+        let suspended_agencies = self
+            .repo
+            .all::<Agency>()
+            .await?
+            .into_iter()
+            .filter(|agency| agency.value.is_suspended())
+            .map(|agency| agency.value.code)
+            .collect();
+        Ok(Membership { centers, suspended_agencies })
+    }
+
+    pub async fn create_agreement(
+        &self,
+        caller: &Caller,
+        terms: Terms,
+        request_id: Option<&str>,
+    ) -> Result<Versioned<Agreement>> {
+        let now = now_micros();
+        if let Some(id) = request_id
+            && let Some(existing) = self.repo.get_by_request_id::<Agreement>(id).await?
+        {
+            return Ok(existing);
+        }
+        self.check_terms(&terms, now).await?;
+        let membership = self.membership().await?;
+        self.require_acting_party(caller, &membership, &terms, now)?;
+        let agreement = Agreement::new(new_id(), &caller.agency, terms, &author(caller), now);
+        let mut commit = Commit::default();
+        commit.insert(&agreement, request_id);
+        self.commit_audited(commit, self.agreement_event("CreateAgreement", caller, &agreement)).await?;
+        Ok(Versioned { value: agreement, revision: 1 })
+    }
+
+    /// Field rules, then the parties' existence and standing.
+    async fn check_terms(&self, terms: &Terms, now: i64) -> Result<()> {
+        let violations = terms.validate(now);
+        if !violations.is_empty() {
+            return Err(violations.into());
+        }
+        match terms.shape() {
+            Some(Parties::Bilateral(parties)) => {
+                for (code, _) in parties {
+                    let agency = self.agency(code).await?;
+                    if agency.value.is_suspended() {
+                        return Err(Error::precondition(
+                            "AGENCY_SUSPENDED",
+                            format!("agency {code} is suspended"),
+                        ));
+                    }
+                }
+            }
+            Some(Parties::Center(id)) => {
+                let center = self.center(id).await?;
+                if center.value.state == crate::domain::center::CenterState::Suspended {
+                    return Err(Error::precondition("CENTER_SUSPENDED", format!("center {id} is suspended")));
+                }
+            }
+            None => return Err(Error::invalid("agreement.parties", "name two agencies or one center")),
+        }
+        Ok(())
+    }
+
+    fn require_acting_party(
+        &self,
+        caller: &Caller,
+        membership: &Membership,
+        terms: &Terms,
+        now: i64,
+    ) -> Result<()> {
+        if !membership.is_party(terms, &caller.agency, now) {
+            return Err(Error::denied(
+                "NOT_A_PARTY",
+                format!(
+                    "agency {} is not a party to this agreement: nobody can act for another agency",
+                    caller.agency
+                ),
+            ));
+        }
+        if !caller.has_role(Role::AgencyAdministrator) {
+            return Err(Error::denied(
+                "NOT_AGENCY_ADMINISTRATOR",
+                "acting on an agreement needs ROLE_AGENCY_ADMINISTRATOR",
+            ));
+        }
+        Ok(())
+    }
+
+    fn agreement_event(
+        &self,
+        rpc: &str,
+        caller: &Caller,
+        agreement: &Agreement,
+    ) -> interlock_audit_client::EventBuilder {
+        let owners = party_agencies(agreement.terms());
+        self.audit(&method(rpc), Action::AgreementChange, Some(caller))
+            .resource(agreement.name(), owners)
+            .detail("version", agreement.current().version.to_string())
+    }
+
+    /// An agreement the caller may see; NOT_FOUND otherwise, exactly as for a missing one.
+    pub async fn get_agreement(
+        &self,
+        caller: &Caller,
+        agreement_id: &str,
+    ) -> Result<(Versioned<Agreement>, Membership)> {
+        let name = agreement_name(agreement_id);
+        let membership = self.membership().await?;
+        let agreement: Versioned<Agreement> =
+            self.repo.get(&name).await?.ok_or_else(|| Error::NotFound(name.clone()))?;
+        if !membership.may_read(caller, agreement.value.terms(), now_micros()) {
+            return Err(Error::NotFound(name));
+        }
+        Ok((agreement, membership))
+    }
+
+    /// Agreements visible to the caller, optionally filtered by state and party, newest first.
+    pub async fn list_agreements(
+        &self,
+        caller: &Caller,
+        state: Option<AgreementState>,
+        party: Option<&str>,
+    ) -> Result<Vec<Versioned<Agreement>>> {
+        let now = now_micros();
+        let membership = self.membership().await?;
+        let mut agreements: Vec<Versioned<Agreement>> = self
+            .repo
+            .all::<Agreement>()
+            .await?
+            .into_iter()
+            .filter(|a| membership.may_read(caller, a.value.terms(), now))
+            .filter(|a| state.is_none_or(|s| a.value.state(now) == s))
+            .filter(|a| party.is_none_or(|p| a.value.terms().parties.iter().any(|x| x.party == p)))
+            .collect();
+        agreements.sort_by(|a, b| {
+            (b.value.create_time_us, &b.value.agreement_id)
+                .cmp(&(a.value.create_time_us, &a.value.agreement_id))
+        });
+        Ok(agreements)
+    }
+
+    /// Applies a party's action to an agreement, recorded as `rpc`. `apply` gets the agreement,
+    /// the acting party, the signatures the pending version needs, and the time.
+    pub async fn act_on_agreement<R>(
+        &self,
+        caller: &Caller,
+        agreement_id: &str,
+        rpc: &str,
+        etag: &str,
+        mut apply: impl FnMut(&mut Agreement, &Actor<'_>, &[String], i64) -> Result<R>,
+    ) -> Result<(Versioned<Agreement>, R)> {
+        let user = caller.user.clone().unwrap_or_default();
+        let actor = Actor { agency: &caller.agency, credential: &caller.credential, user: &user };
+        let mut attempts = 0;
+        loop {
+            let (current, membership) = self.get_agreement(caller, agreement_id).await?;
+            if attempts == 0 {
+                check_etag(etag, &current, &current.value.name())?;
+            }
+            let now = now_micros();
+            self.require_acting_party(caller, &membership, current.value.terms(), now)?;
+            let mut agreement = current.value.clone();
+            let required = membership.required_signers(agreement.terms(), now);
+            let result = apply(&mut agreement, &actor, &required, now)?;
+            let mut commit = Commit::default();
+            commit.update(&agreement, current.revision);
+            match self.commit_audited(commit, self.agreement_event(rpc, caller, &agreement)).await {
+                Ok(_) => return Ok((Versioned { value: agreement, revision: current.revision + 1 }, result)),
+                Err(Error::Aborted(_)) if attempts < 3 && etag.is_empty() => attempts += 1,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Edits a draft's terms (`edit` receives the current terms).
+    pub async fn update_agreement(
+        &self,
+        caller: &Caller,
+        agreement_id: &str,
+        etag: &str,
+        edit: impl Fn(&Terms) -> Terms,
+    ) -> Result<Versioned<Agreement>> {
+        if etag.is_empty() {
+            return Err(Error::invalid("agreement.etag", "is required to edit a draft"));
+        }
+        let (current, _) = self.get_agreement(caller, agreement_id).await?;
+        let terms = edit(current.value.terms());
+        self.check_terms(&terms, now_micros()).await?;
+        self.act_on_agreement(caller, agreement_id, "UpdateAgreement", etag, |agreement, _, _, now| {
+            agreement.update_draft(terms.clone(), now)
+        })
+        .await
+        .map(|(agreement, ())| agreement)
+    }
+
+    /// Signs for the caller's agency. The signer named in `x-interlock-user` must be one of its
+    /// registered, active administrators.
+    pub async fn sign_agreement(
+        &self,
+        caller: &Caller,
+        agreement_id: &str,
+        version: i64,
+        etag: &str,
+    ) -> Result<(Versioned<Agreement>, SignOutcome)> {
+        let user_id = caller.user.as_deref().ok_or_else(|| {
+            Error::denied("SIGNER_NOT_ADMINISTRATOR", "name the signing administrator in x-interlock-user")
+        })?;
+        let signer: Option<Versioned<User>> = self.repo.get(&user_name(&caller.agency, user_id)).await?;
+        if !signer.is_some_and(|user| user.value.has_role(Role::AgencyAdministrator)) {
+            return Err(Error::denied(
+                "SIGNER_NOT_ADMINISTRATOR",
+                format!("{user_id} is not a registered, active administrator of {}", caller.agency),
+            ));
+        }
+        self.act_on_agreement(
+            caller,
+            agreement_id,
+            "SignAgreement",
+            etag,
+            |agreement, actor, required, now| agreement.sign(actor, version, required, now),
+        )
+        .await
+    }
+
+    /// Proposes the next version with `edit` applied to the terms in force.
+    pub async fn amend_agreement(
+        &self,
+        caller: &Caller,
+        agreement_id: &str,
+        change_note: &str,
+        edit: impl Fn(&Terms) -> Terms,
+    ) -> Result<(Versioned<Agreement>, Version)> {
+        let (current, _) = self.get_agreement(caller, agreement_id).await?;
+        let terms = edit(current.value.terms());
+        self.check_terms(&terms, now_micros()).await?;
+        let author = author(caller);
+        self.act_on_agreement(caller, agreement_id, "AmendAgreement", "", |agreement, _, _, now| {
+            agreement.amend(terms.clone(), change_note, &author, now).cloned()
+        })
+        .await
+    }
+
+    /// What a draft, proposal or pending amendment would open or close, assuming every party signs.
+    pub async fn preview_agreement(&self, caller: &Caller, agreement_id: &str) -> Result<Preview> {
+        let (agreement, membership) = self.get_agreement(caller, agreement_id).await?;
+        let agreement = agreement.value;
+        let now = now_micros();
+        let target = agreement
+            .versions
+            .iter()
+            .find(|v| matches!(v.state, VersionState::Draft | VersionState::Proposed))
+            .ok_or_else(|| {
+                Error::precondition("NOTHING_TO_PREVIEW", "no draft, proposal or amendment to preview")
+            })?;
+        let world = membership.world(now);
+        let after = grants::grants_of(&agreement, target, &world, true);
+        let baseline = agreement.in_force();
+        let before = baseline.map(|v| grants::grants_of(&agreement, v, &world, false)).unwrap_or_default();
+        Ok(Preview {
+            agreement: agreement.name(),
+            version: target.version,
+            baseline_version: baseline.map_or(0, |v| v.version),
+            before,
+            after,
+        })
+    }
+}
+
+/// The grant sets a preview compares.
+pub struct Preview {
+    pub agreement: String,
+    pub version: i64,
+    pub baseline_version: i64,
+    pub before: Vec<Grant>,
+    pub after: Vec<Grant>,
+}
+
+fn author(caller: &Caller) -> String {
+    caller.user.clone().unwrap_or_else(|| caller.credential.clone())
+}
+
+/// `agencies/{code}` of every bilateral party, or `centers/{id}` for a center agreement: the
+/// owners an audit event names, so each party finds the changes to its agreements.
+fn party_agencies(terms: &Terms) -> Vec<String> {
+    match terms.shape() {
+        Some(Parties::Bilateral(parties)) => parties.iter().map(|(code, _)| agency_name(code)).collect(),
+        Some(Parties::Center(id)) => vec![center_name(id)],
+        None => Vec::new(),
+    }
+}

@@ -1,0 +1,148 @@
+//! Centers and their members.
+
+use interlock_api::audit::v1::Action;
+use interlock_auth::{Caller, Role};
+use interlock_rpc::now_micros;
+
+use super::require_role;
+use crate::Registry;
+use crate::domain::agency::agency_name;
+use crate::domain::center::{Center, CenterState, center_name};
+use crate::error::{Error, Result};
+use crate::store::{Commit, Resource, Versioned};
+
+const SERVICE: &str = "/interlock.registry.v1.CenterService/";
+
+fn method(name: &str) -> String {
+    format!("{SERVICE}{name}")
+}
+
+impl Registry {
+    pub async fn create_center(
+        &self,
+        caller: &Caller,
+        center: Center,
+        request_id: Option<&str>,
+    ) -> Result<Versioned<Center>> {
+        require_role(caller, Role::CenterAdministrator)?;
+        if let Some(id) = request_id
+            && let Some(existing) = self.repo.get_by_request_id::<Center>(id).await?
+        {
+            return Ok(existing);
+        }
+        let mut commit = Commit::default();
+        commit.insert(&center, request_id);
+        let event =
+            self.audit(&method("CreateCenter"), Action::Create, Some(caller)).resource(center.name(), vec![]);
+        self.commit_audited(commit, event).await?;
+        Ok(Versioned { value: center, revision: 1 })
+    }
+
+    pub async fn center(&self, center_id: &str) -> Result<Versioned<Center>> {
+        self.repo.get(&center_name(center_id)).await?.ok_or_else(|| Error::NotFoundBecause {
+            reason: "CENTER_NOT_FOUND",
+            message: format!("center {center_id} does not exist"),
+        })
+    }
+
+    pub async fn list_centers(
+        &self,
+        member: Option<&str>,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<Versioned<Center>>> {
+        let now = now_micros();
+        let mut centers = self.repo.list::<Center>(None, after, limit).await?;
+        if let Some(agency) = member {
+            centers.retain(|center| center.value.is_current_member(agency, now));
+        }
+        Ok(centers)
+    }
+
+    /// Applies a center administrator's change to a center, recorded as `rpc`.
+    pub async fn change_center(
+        &self,
+        caller: &Caller,
+        center_id: &str,
+        rpc: &str,
+        etag: &str,
+        apply: impl Fn(&mut Center, i64) -> Result<()>,
+        affected_agency: Option<&str>,
+    ) -> Result<Versioned<Center>> {
+        require_role(caller, Role::CenterAdministrator)?;
+        self.center(center_id).await?;
+        let now = now_micros();
+        let action = if affected_agency.is_some() { Action::PermissionChange } else { Action::Update };
+        self.modify(
+            &center_name(center_id),
+            etag,
+            |center: &mut Center| {
+                apply(center, now)?;
+                center.update_time_us = now;
+                Ok(())
+            },
+            |center| {
+                let event = self.audit(&method(rpc), action, Some(caller)).resource(center.name(), vec![]);
+                match affected_agency {
+                    Some(agency) => event.resource(agency_name(agency), vec![agency_name(agency)]),
+                    None => event,
+                }
+            },
+        )
+        .await
+    }
+
+    /// Adds a registered agency to a center from `join_time_us` (default now).
+    pub async fn add_center_member(
+        &self,
+        caller: &Caller,
+        center_id: &str,
+        agency: &str,
+        join_time_us: Option<i64>,
+    ) -> Result<Versioned<Center>> {
+        self.agency(agency).await?;
+        self.change_center(
+            caller,
+            center_id,
+            "AddCenterMember",
+            "",
+            |center, now| {
+                if center.state == CenterState::Suspended {
+                    return Err(Error::precondition("CENTER_SUSPENDED", "the center is suspended"));
+                }
+                center.add_member(agency, join_time_us.unwrap_or(now), now).map_err(|why| Error::Conflict {
+                    reason: "ALREADY_MEMBER",
+                    message: format!("{agency}: {why}"),
+                })
+            },
+            Some(agency),
+        )
+        .await
+    }
+
+    pub async fn remove_center_member(
+        &self,
+        caller: &Caller,
+        center_id: &str,
+        agency: &str,
+        leave_time_us: Option<i64>,
+        etag: &str,
+    ) -> Result<Versioned<Center>> {
+        self.change_center(
+            caller,
+            center_id,
+            "RemoveCenterMember",
+            etag,
+            |center, now| {
+                if center.member(agency).is_none() {
+                    return Err(Error::NotFound(format!("member {agency} of center {center_id}")));
+                }
+                center
+                    .remove_member(agency, leave_time_us.unwrap_or(now), now)
+                    .map_err(|why| Error::precondition("NOT_A_CURRENT_MEMBER", format!("{agency}: {why}")))
+            },
+            Some(agency),
+        )
+        .await
+    }
+}

@@ -1,0 +1,236 @@
+//! Machine credentials of agencies.
+
+use interlock_api::audit::v1::Action;
+use interlock_auth::{Caller, Role, generate_secret};
+use interlock_rpc::{FieldViolations, now_micros};
+
+use super::{require_agency_admin, require_role};
+use crate::domain::agency::agency_name;
+use crate::domain::credential::{
+    Credential, CredentialState, MAX_ROTATION_GRACE_US, credential_name, hex_hash, secret_prefix,
+};
+use crate::error::{Error, Result};
+use crate::store::{Commit, Resource, Versioned};
+use crate::{OPERATOR_AGENCY, Registry};
+
+const SERVICE: &str = "/interlock.registry.v1.CredentialService/";
+
+fn method(name: &str) -> String {
+    format!("{SERVICE}{name}")
+}
+
+/// What a client asks for in a new credential.
+pub struct NewCredential {
+    pub agency: String,
+    pub credential_id: Option<String>,
+    pub display_name: String,
+    pub roles: Vec<Role>,
+    pub expire_time_us: Option<i64>,
+    pub tls_certificate_sha256: String,
+}
+
+impl Registry {
+    /// Issues a credential and returns it with its secret, which is shown this once and kept only
+    /// as a hash. An agency's administrators issue its credentials; a center administrator may
+    /// issue an agency's first administrator credential (and the operator's own credentials), and
+    /// nothing more, so it can never act for an agency that has administrators of its own.
+    pub async fn create_credential(
+        &self,
+        caller: &Caller,
+        new: NewCredential,
+        request_id: Option<&str>,
+    ) -> Result<(Versioned<Credential>, String)> {
+        let now = now_micros();
+        self.authorize_issuing(caller, &new, now).await?;
+        if let Some(id) = request_id
+            && let Some(existing) = self.repo.get_by_request_id::<Credential>(id).await?
+        {
+            return Ok((existing, String::new()));
+        }
+        validate(&new, now)?;
+        let secret = generate_secret();
+        let credential = Credential {
+            agency: new.agency.clone(),
+            credential_id: new.credential_id.unwrap_or_else(super::new_id),
+            display_name: new.display_name,
+            roles: new.roles.iter().map(|role| role.as_str().to_owned()).collect(),
+            revoked: false,
+            expire_time_us: new.expire_time_us,
+            tls_certificate_sha256: new.tls_certificate_sha256.to_ascii_lowercase(),
+            secret_hash: hex_hash(&secret),
+            secret_prefix: secret_prefix(&secret),
+            previous_secret_hash: None,
+            previous_secret_expire_us: None,
+            consecutive_failures: 0,
+            lock_expire_us: None,
+            last_authentication_us: None,
+            rotate_time_us: None,
+            revoke_time_us: None,
+            revoke_reason: String::new(),
+            tokens_invalidated_before_us: None,
+            create_time_us: now,
+            update_time_us: now,
+        };
+        let mut commit = Commit::default();
+        commit.insert(&credential, request_id);
+        let event = self
+            .audit(&method("CreateCredential"), Action::CredentialChange, Some(caller))
+            .resource(credential.name(), vec![agency_name(&credential.agency)])
+            .detail("roles", credential.roles.join(","));
+        self.commit_audited(commit, event).await?;
+        Ok((Versioned { value: credential, revision: 1 }, secret))
+    }
+
+    async fn authorize_issuing(&self, caller: &Caller, new: &NewCredential, now: i64) -> Result<()> {
+        let center_admin = caller.has_role(Role::CenterAdministrator);
+        if new.agency == OPERATOR_AGENCY {
+            return require_role(caller, Role::CenterAdministrator);
+        }
+        self.agency(&new.agency).await?;
+        if caller.agency == new.agency && caller.has_role(Role::AgencyAdministrator) {
+            return Ok(());
+        }
+        if center_admin {
+            let existing = self.repo.list::<Credential>(Some(&agency_name(&new.agency)), "", 1000).await?;
+            let has_admin = existing.iter().any(|c| {
+                c.value.state(now) == CredentialState::Active
+                    && c.value.roles().contains(&Role::AgencyAdministrator)
+            });
+            if !has_admin && new.roles == [Role::AgencyAdministrator] {
+                return Ok(());
+            }
+            return Err(Error::denied(
+                "AGENCY_HAS_ADMINISTRATORS",
+                format!(
+                    "a center administrator may only issue the first administrator credential of {}; its own administrators issue the rest",
+                    new.agency
+                ),
+            ));
+        }
+        require_agency_admin(caller, &new.agency)
+    }
+
+    /// Credentials are visible to their agency's administrators and to center administrators.
+    pub async fn get_credential(
+        &self,
+        caller: &Caller,
+        agency: &str,
+        id: &str,
+    ) -> Result<Versioned<Credential>> {
+        let name = credential_name(agency, id);
+        if !may_manage(caller, agency) {
+            return Err(Error::NotFound(name));
+        }
+        self.repo.get(&name).await?.ok_or(Error::NotFound(name))
+    }
+
+    pub async fn list_credentials(
+        &self,
+        caller: &Caller,
+        agency: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<Versioned<Credential>>> {
+        if !may_manage(caller, agency) {
+            return Ok(Vec::new());
+        }
+        self.repo.list(Some(&agency_name(agency)), after, limit).await
+    }
+
+    /// Applies a change to a credential as its agency's administrator (or a center administrator
+    /// for unlocking), recording it as `rpc`.
+    pub async fn change_credential(
+        &self,
+        caller: &Caller,
+        agency: &str,
+        id: &str,
+        rpc: &str,
+        etag: &str,
+        reason: &str,
+        apply: impl Fn(&mut Credential, i64) -> Result<()>,
+    ) -> Result<Versioned<Credential>> {
+        let unlocking_as_center = rpc == "UnlockCredential" && caller.has_role(Role::CenterAdministrator);
+        if !unlocking_as_center {
+            require_agency_admin(caller, agency)?;
+        }
+        let now = now_micros();
+        self.modify(
+            &credential_name(agency, id),
+            etag,
+            |credential: &mut Credential| apply(credential, now),
+            |credential| {
+                self.audit(&method(rpc), Action::CredentialChange, Some(caller))
+                    .resource(credential.name(), vec![agency_name(agency)])
+                    .detail("reason", reason)
+            },
+        )
+        .await
+    }
+
+    /// Replaces the secret; the new one is returned once.
+    pub async fn rotate_credential(
+        &self,
+        caller: &Caller,
+        agency: &str,
+        id: &str,
+        grace_us: i64,
+        etag: &str,
+    ) -> Result<(Versioned<Credential>, String)> {
+        if !(0..=MAX_ROTATION_GRACE_US).contains(&grace_us) {
+            return Err(Error::invalid("grace_period", "must be between 0 and 24 hours"));
+        }
+        let secret = generate_secret();
+        let rotated = self
+            .change_credential(caller, agency, id, "RotateCredential", etag, "", |credential, now| {
+                if credential.state(now) != CredentialState::Active {
+                    return Err(Error::precondition(
+                        "CREDENTIAL_NOT_ACTIVE",
+                        "only an active credential can be rotated",
+                    ));
+                }
+                credential.rotate(&secret, grace_us, now);
+                Ok(())
+            })
+            .await?;
+        Ok((rotated, secret))
+    }
+}
+
+fn may_manage(caller: &Caller, agency: &str) -> bool {
+    caller.has_role(Role::CenterAdministrator)
+        || (caller.agency == agency && caller.has_role(Role::AgencyAdministrator))
+}
+
+fn validate(new: &NewCredential, now: i64) -> Result<()> {
+    let mut violations = FieldViolations::new();
+    if let Some(id) = &new.credential_id {
+        violations.check(
+            !crate::domain::user::is_user_id(id),
+            "credential.credential_id",
+            "must be 1 to 64 letters, digits, '.', '_', '-' or '@'",
+        );
+    }
+    violations.check(new.display_name.trim().is_empty(), "credential.display_name", "is required");
+    violations.check(new.roles.is_empty(), "credential.roles", "name at least one role");
+    let operator = new.agency == OPERATOR_AGENCY;
+    let agency_roles_only =
+        new.roles.iter().all(|role| matches!(role, Role::AgencyAdministrator | Role::AgencyMember));
+    violations.check(
+        !operator && !agency_roles_only,
+        "credential.roles",
+        "agency credentials hold ROLE_AGENCY_ADMINISTRATOR or ROLE_AGENCY_MEMBER only",
+    );
+    violations.check(
+        new.expire_time_us.is_some_and(|expiry| expiry <= now),
+        "credential.expire_time",
+        "must be in the future",
+    );
+    let fingerprint = &new.tls_certificate_sha256;
+    violations.check(
+        !fingerprint.is_empty()
+            && (fingerprint.len() != 64 || !fingerprint.chars().all(|c| c.is_ascii_hexdigit())),
+        "credential.tls_certificate_sha256",
+        "must be the 64 hex digits of the certificate's SHA-256",
+    );
+    if violations.is_empty() { Ok(()) } else { Err(violations.into()) }
+}
