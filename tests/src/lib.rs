@@ -9,6 +9,9 @@ use interlock_api::registry::v1::authentication_service_client::AuthenticationSe
 use interlock_auth::CallerMetadata;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 /// The bootstrap administrator's credential name.
 pub const BOOTSTRAP_ADMIN: &str = "agencies/INTERLOCK/credentials/bootstrap-admin";
@@ -46,7 +49,22 @@ impl TestServer {
     pub async fn start(extra: &[&str]) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
         let mesh = Mesh::start(serve_config(data.path(), extra)).await.expect("start interlock serve");
-        Self { mesh, data }
+        let server = Self { mesh, data };
+        server.wait_until_serving().await;
+        server
+    }
+
+    /// Waits, as a Kubernetes readiness probe would, until the server reports SERVING.
+    pub async fn wait_until_serving(&self) {
+        let mut health = HealthClient::new(self.channel().await);
+        for _ in 0..200 {
+            let status = health.check(HealthCheckRequest { service: String::new() }).await;
+            if status.is_ok_and(|s| s.into_inner().status == ServingStatus::Serving as i32) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{} did not become ready within 10 seconds", self.url());
     }
 
     pub fn url(&self) -> String {

@@ -290,6 +290,9 @@ impl Registry {
         version: i64,
         etag: &str,
     ) -> Result<(Versioned<Agreement>, SignOutcome)> {
+        // Party first: a stranger learns nothing about signing rules of an agreement it isn't party to.
+        let (current, membership) = self.get_agreement(caller, agreement_id).await?;
+        self.require_acting_party(caller, &membership, current.value.terms(), now_micros())?;
         let user_id = caller.user.as_deref().ok_or_else(|| {
             Error::denied("SIGNER_NOT_ADMINISTRATOR", "name the signing administrator in x-interlock-user")
         })?;
