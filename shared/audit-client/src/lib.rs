@@ -115,19 +115,26 @@ pub async fn relay(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut backoff = IDLE_POLL;
+    let mut failing = false;
     loop {
         let wait = match deliver_once(outbox.as_ref(), &mut audit).await {
-            Ok(0) => {
+            Ok(delivered) => {
+                if failing {
+                    tracing::info!("audit service reachable again; delivering the outbox");
+                    failing = false;
+                }
                 backoff = IDLE_POLL;
-                IDLE_POLL
-            }
-            Ok(_) => {
-                backoff = IDLE_POLL;
-                Duration::ZERO
+                if delivered == 0 { IDLE_POLL } else { Duration::ZERO }
             }
             Err(error) => {
+                // Say it once per outage; the events wait in the outbox meanwhile.
+                if !failing {
+                    tracing::warn!(%error, "audit events not delivered; they stay in the outbox and are retried");
+                    failing = true;
+                } else {
+                    tracing::debug!(%error, "audit events still not delivered");
+                }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
-                tracing::warn!(%error, retry_in = ?backoff, "audit events not delivered yet; they stay in the outbox");
                 backoff
             }
         };
