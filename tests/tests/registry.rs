@@ -212,7 +212,8 @@ async fn the_articles_agencies_centers_and_agreements() {
         ] {
             agencies.push(register(&mesh, code, name).await.0);
         }
-        let [ice, ocdetf, fbi, dea, atf] = agencies.try_into().ok().expect("five agencies");
+        let [ice, ocdetf, fbi, dea, atf]: [AuthedChannel; 5] =
+            agencies.try_into().unwrap_or_else(|_| panic!("five agencies"));
 
         // The two centers and their members (IOC-2: nine agencies plus federal prosecutors).
         let mut centers = CenterServiceClient::new(mesh.admin().await);
@@ -286,6 +287,21 @@ async fn the_articles_agencies_centers_and_agreements() {
         };
         let fusion = create(&ocdetf, fusion).await.unwrap();
         propose(&ocdetf, &fusion.name).await;
+        // What-if before anyone signs: pointer access opens for each of the 5 members to the 4
+        // others' 3 categories; nothing is granted yet.
+        let preview = AgreementServiceClient::new(ice.clone())
+            .preview_agreement(PreviewAgreementRequest {
+                name: fusion.name.clone(),
+                include_record_counts: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(preview.changes.len(), 5 * 4 * 3);
+        assert!(
+            preview.changes.iter().all(|c| c.kind == AccessChangeKind::Opened as i32
+                && c.access_level == AccessLevel::Pointer as i32)
+        );
         for member in [&fbi, &dea, &atf, &ocdetf] {
             assert_eq!(sign(member, &fusion.name).await.unwrap().state, AgreementState::Proposed as i32);
         }
@@ -528,7 +544,7 @@ async fn suspended_agencies_and_revoked_credentials_are_locked_out() {
             })
             .await
             .unwrap();
-        let locked = wait_for(|| records(), |status| status.code() == Code::PermissionDenied).await;
+        let locked = wait_for(&records, |status| status.code() == Code::PermissionDenied).await;
         assert_eq!(reason(&locked), "AGENCY_SUSPENDED");
         let refused = token(&mesh.registry.url(), &member.name, &issued.secret).await.unwrap_err();
         assert_eq!(refused.code(), Code::PermissionDenied);
@@ -539,7 +555,7 @@ async fn suspended_agencies_and_revoked_credentials_are_locked_out() {
             })
             .await
             .unwrap();
-        wait_for(|| records(), |status| status.code() == Code::Unimplemented).await;
+        wait_for(&records, |status| status.code() == Code::Unimplemented).await;
         // The registry's own replica of the revocation state catches up as well.
         let registry_call = || async {
             CredentialServiceClient::new(dea.clone())
@@ -559,7 +575,7 @@ async fn suspended_agencies_and_revoked_credentials_are_locked_out() {
             })
             .await
             .unwrap();
-        let revoked = wait_for(|| records(), |status| status.code() == Code::Unauthenticated).await;
+        let revoked = wait_for(&records, |status| status.code() == Code::Unauthenticated).await;
         assert_eq!(reason(&revoked), "CREDENTIAL_REVOKED");
         assert_eq!(
             token(&mesh.registry.url(), &member.name, &issued.secret).await.unwrap_err().code(),
@@ -614,4 +630,75 @@ where
         assert!(started.elapsed() < Duration::from_secs(5), "still {status:?} after 5 seconds");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Two registry replicas on one PostgreSQL database, as Kubernetes runs them: a revocation made
+/// through one replica reaches a grant watcher connected to the other within one second, and a
+/// token issued by one is accepted by the other.
+#[tokio::test]
+async fn replicas_on_one_database_converge() {
+    let Some(database) = TestDatabase::postgres().await else { return };
+    let shared = [
+        "--service",
+        "registry",
+        "--database-url",
+        database.url(),
+        "--mesh-secret",
+        MESH_SECRET,
+        "--bootstrap-admin-secret",
+        "ilk_replica-test-admin",
+        "--token-signing-key",
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    ];
+    let first = TestServer::start(&shared).await;
+    let second = TestServer::start(&shared).await;
+    let mesh = Mesh {
+        records: TestServer::start(&[
+            "--service",
+            "records",
+            "--registry-address",
+            &first.url(),
+            "--mesh-secret",
+            MESH_SECRET,
+        ])
+        .await,
+        registry: first,
+    };
+    let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+    let (ice, _) = register(&mesh, "ICE", "Immigration and Customs Enforcement").await;
+    let agreement = create(&dea, bilateral("DEA", "ICE")).await.unwrap();
+    propose(&dea, &agreement.name).await;
+    sign(&dea, &agreement.name).await.unwrap();
+    sign(&ice, &agreement.name).await.unwrap();
+
+    // A token from the first replica works on the second.
+    let admin_token = mesh.registry.admin_token().await;
+    let on_second =
+        InterceptedService::new(channel(&second.url()).await, CallerMetadata::bearer(admin_token));
+    let mut stream = GrantServiceClient::new(on_second)
+        .watch_grants(WatchGrantsRequest { consumer: "agencies/ICE".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    let snapshot = stream.message().await.unwrap().unwrap();
+    assert_eq!(snapshot.consumers[0].grants.len(), 1);
+
+    let revoked_at = Instant::now();
+    AgreementServiceClient::new(ice.clone())
+        .revoke_agreement(RevokeAgreementRequest {
+            name: agreement.name.clone(),
+            reason: "replica test".into(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    loop {
+        let message =
+            tokio::time::timeout(Duration::from_secs(2), stream.message()).await.unwrap().unwrap().unwrap();
+        if let Some(ice_set) = message.consumers.iter().find(|c| c.consumer == "agencies/ICE") {
+            assert!(ice_set.grants.is_empty());
+            break;
+        }
+    }
+    assert!(revoked_at.elapsed() < Duration::from_secs(1), "took {:?}", revoked_at.elapsed());
 }

@@ -12,7 +12,7 @@ use super::{after, page};
 use crate::Registry;
 use crate::domain::credential::{Credential, CredentialState};
 use crate::error::Error;
-use crate::service::credentials::NewCredential;
+use crate::service::credentials::{CredentialChange, NewCredential};
 use crate::store::{Resource, Versioned};
 
 pub(super) fn server(registry: Arc<Registry>) -> CredentialServiceServer<CredentialApi> {
@@ -101,9 +101,7 @@ impl CredentialService for CredentialApi {
                 &caller,
                 agency,
                 id,
-                "UpdateCredential",
-                &update.etag,
-                "",
+                change("UpdateCredential", &update.etag, ""),
                 |credential, now| {
                     for path in &paths {
                         match path.as_str() {
@@ -164,9 +162,7 @@ impl CredentialService for CredentialApi {
                 &caller,
                 agency,
                 id,
-                "RevokeCredential",
-                &request.etag,
-                &request.reason,
+                change("RevokeCredential", &request.etag, &request.reason),
                 |credential, now| {
                     if credential.revoked {
                         return Err(Error::precondition(
@@ -195,9 +191,7 @@ impl CredentialService for CredentialApi {
                 &caller,
                 agency,
                 id,
-                "UnlockCredential",
-                &request.etag,
-                &request.reason,
+                change("UnlockCredential", &request.etag, &request.reason),
                 |credential, now| {
                     if !credential.is_locked(now) {
                         return Err(Error::precondition(
@@ -214,6 +208,10 @@ impl CredentialService for CredentialApi {
             .await?;
         Ok(Response::new(UnlockCredentialResponse { credential: Some(to_proto(&unlocked)) }))
     }
+}
+
+fn change<'a>(rpc: &'a str, etag: &'a str, reason: &'a str) -> CredentialChange<'a> {
+    CredentialChange { rpc, etag, reason }
 }
 
 fn state(credential: &Credential, now: i64) -> pb::CredentialState {

@@ -62,8 +62,9 @@ pub fn grants_of(
     assume_signed: bool,
 ) -> Vec<Grant> {
     let terms = &version.terms;
-    let (participants, center): (Vec<(String, PartyRole, Option<i64>)>, Option<&Center>) = match terms.shape()
-    {
+    // (agency code, role, when it leaves the center).
+    type Participant = (String, PartyRole, Option<i64>);
+    let (participants, center): (Vec<Participant>, Option<&Center>) = match terms.shape() {
         Some(Parties::Bilateral(parties)) => {
             (parties.iter().map(|(code, role)| ((*code).to_owned(), *role, None)).collect(), None)
         }

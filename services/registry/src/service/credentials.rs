@@ -19,6 +19,13 @@ fn method(name: &str) -> String {
     format!("{SERVICE}{name}")
 }
 
+/// Which change a credential call makes, for the audit event and the etag check.
+pub struct CredentialChange<'a> {
+    pub rpc: &'a str,
+    pub etag: &'a str,
+    pub reason: &'a str,
+}
+
 /// What a client asks for in a new credential.
 pub struct NewCredential {
     pub agency: String,
@@ -138,17 +145,16 @@ impl Registry {
     }
 
     /// Applies a change to a credential as its agency's administrator (or a center administrator
-    /// for unlocking), recording it as `rpc`.
+    /// for unlocking), recording it as `change.rpc`.
     pub async fn change_credential(
         &self,
         caller: &Caller,
         agency: &str,
         id: &str,
-        rpc: &str,
-        etag: &str,
-        reason: &str,
+        change: CredentialChange<'_>,
         apply: impl Fn(&mut Credential, i64) -> Result<()>,
     ) -> Result<Versioned<Credential>> {
+        let CredentialChange { rpc, etag, reason } = change;
         let unlocking_as_center = rpc == "UnlockCredential" && caller.has_role(Role::CenterAdministrator);
         if !unlocking_as_center {
             require_agency_admin(caller, agency)?;
@@ -181,16 +187,22 @@ impl Registry {
         }
         let secret = generate_secret();
         let rotated = self
-            .change_credential(caller, agency, id, "RotateCredential", etag, "", |credential, now| {
-                if credential.state(now) != CredentialState::Active {
-                    return Err(Error::precondition(
-                        "CREDENTIAL_NOT_ACTIVE",
-                        "only an active credential can be rotated",
-                    ));
-                }
-                credential.rotate(&secret, grace_us, now);
-                Ok(())
-            })
+            .change_credential(
+                caller,
+                agency,
+                id,
+                CredentialChange { rpc: "RotateCredential", etag, reason: "" },
+                |credential, now| {
+                    if credential.state(now) != CredentialState::Active {
+                        return Err(Error::precondition(
+                            "CREDENTIAL_NOT_ACTIVE",
+                            "only an active credential can be rotated",
+                        ));
+                    }
+                    credential.rotate(&secret, grace_us, now);
+                    Ok(())
+                },
+            )
             .await?;
         Ok((rotated, secret))
     }
