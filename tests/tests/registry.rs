@@ -702,3 +702,62 @@ async fn replicas_on_one_database_converge() {
     }
     assert!(revoked_at.elapsed() < Duration::from_secs(1), "took {:?}", revoked_at.elapsed());
 }
+
+#[tokio::test]
+async fn the_center_administrator_issues_operator_credentials_but_not_agency_ones() {
+    let database = TestDatabase::sqlite();
+    let mesh = Mesh::start(&database).await;
+    let issued = CredentialServiceClient::new(mesh.admin().await)
+        .create_credential(CreateCredentialRequest {
+            parent: "agencies/INTERLOCK".into(),
+            credential: Some(Credential {
+                credential_id: "auditor-1".into(),
+                display_name: "Center auditor".into(),
+                roles: vec![Role::CenterAuditor as i32],
+                ..Credential::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(issued.secret.starts_with("ilk_"), "the secret is shown once");
+    let auditor =
+        mesh.as_credential("agencies/INTERLOCK/credentials/auditor-1", &issued.secret, "auditor").await;
+    let grants = GrantServiceClient::new(auditor).list_grants(ListGrantsRequest::default()).await;
+    assert!(grants.is_ok(), "a center auditor reads every grant: {grants:?}");
+
+    // Once DEA has an administrator, only DEA issues DEA's credentials.
+    register(&mesh, "DEA", "Drug Enforcement Administration").await;
+    let refused = CredentialServiceClient::new(mesh.admin().await)
+        .create_credential(CreateCredentialRequest {
+            parent: "agencies/DEA".into(),
+            credential: Some(Credential {
+                display_name: "backdoor".into(),
+                roles: vec![Role::AgencyAdministrator as i32],
+                ..Credential::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.code(), reason(&refused).as_str()),
+        (Code::PermissionDenied, "AGENCY_HAS_ADMINISTRATORS")
+    );
+    // Stored secrets are hashes: the credential shows only a prefix.
+    let shown = CredentialServiceClient::new(mesh.admin().await)
+        .get_credential(GetCredentialRequest { name: "agencies/INTERLOCK/credentials/auditor-1".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .credential
+        .unwrap();
+    assert_eq!(shown.secret_prefix, issued.secret[..8]);
+    let path = database.url().trim_start_matches("sqlite://").to_owned();
+    for file in [path.clone(), format!("{path}-wal")] {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(&issued.secret), "{file} holds a plaintext secret");
+    }
+}

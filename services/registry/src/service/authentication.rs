@@ -64,8 +64,8 @@ impl Registry {
             let verdict = updated.authenticate(secret, certificate_sha256, now);
             let agency: Option<Versioned<Agency>> = self.repo.get(&agency_name(agency_code)).await?;
             // The operator's own credentials belong to no registered agency and cannot be suspended.
-            let suspended =
-                agency_code != OPERATOR_AGENCY && agency.as_ref().is_none_or(|agency| agency.value.is_suspended());
+            let suspended = agency_code != OPERATOR_AGENCY
+                && agency.as_ref().is_none_or(|agency| agency.value.is_suspended());
             let (accepted, reason) = match verdict {
                 Verdict::Accepted if suspended => (false, "AGENCY_SUSPENDED"),
                 Verdict::Accepted => (true, ""),
