@@ -27,6 +27,7 @@ mod matching;
 mod normalize;
 mod person;
 mod text;
+pub mod vectors;
 
 pub use blind::{
     BlindedPerson, BlindedSelector, DIGEST_BYTES, DIGEST_SPEC_VERSION, Digest, DigestLengthError,
