@@ -1,6 +1,9 @@
 //! The deconfliction service: targets, operations and record selectors checked for conflicts.
 //!
-//! Its behaviour arrives with issue #5; until then every RPC answers UNIMPLEMENTED naming it.
+//! Its RPCs arrive with issue #5; until they do, each answers UNIMPLEMENTED naming it. The
+//! matching rules and the index below are the first part of that work.
+
+pub mod domain;
 
 use interlock_api::deconfliction::v1::deconfliction_service_server::{
     DeconflictionService, DeconflictionServiceServer,

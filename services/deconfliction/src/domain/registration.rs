@@ -1,0 +1,128 @@
+//! What the hub keeps of a registration: who to call, officer-safety flags, and keyed digests of
+//! the identifiers — never a raw selector, name or address.
+
+use interlock_selectors::PersonKeys;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::domain::geo::Footprint;
+
+/// A 32-byte keyed digest, kept as hex in stored documents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Hash32(pub [u8; 32]);
+
+impl Serialize for Hash32 {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Hash32 {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let bytes = hex::decode(&text).map_err(serde::de::Error::custom)?;
+        bytes.try_into().map(Hash32).map_err(|_| serde::de::Error::custom("a digest has 32 bytes"))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Target,
+    Operation,
+    Record,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Active,
+    Withdrawn,
+    Cancelled,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub name: String,
+    pub phone: String,
+    pub email: String,
+    pub around_the_clock: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelectorEntry {
+    /// `interlock.common.v1.SelectorKind` value.
+    pub kind: i32,
+    pub digest: Hash32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonEntry {
+    /// The registering agency's own id for the person (or its position), so a hit can name it.
+    pub id: String,
+    pub surname: Vec<Hash32>,
+    pub given: Vec<Hash32>,
+    pub birth_date: Option<Hash32>,
+    pub full_name: Option<Hash32>,
+}
+
+impl PersonEntry {
+    pub fn keys(&self) -> PersonKeys<Hash32> {
+        PersonKeys {
+            surname: self.surname.clone(),
+            given: self.given.clone(),
+            birth_date: self.birth_date,
+            full_name: self.full_name,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OperationDetails {
+    /// `OperationType` value.
+    pub operation_type: i32,
+    pub footprint: Footprint,
+    pub officer_count: i32,
+    pub undercover_officers_present: bool,
+    pub address: Option<SelectorEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    /// Internal id, assigned by the database.
+    pub id: i64,
+    /// `DX-2026-000123` for targets and operations; the record's resource name for records.
+    pub number: String,
+    pub kind: Kind,
+    pub agency: String,
+    pub case_reference: String,
+    pub case_agent: Contact,
+    pub duty_desk: Contact,
+    pub on_scene_contact: Option<Contact>,
+    /// `OfficerSafetyFlag` values.
+    pub officer_safety_flags: Vec<i32>,
+    pub key_id: String,
+    pub selectors: Vec<SelectorEntry>,
+    pub persons: Vec<PersonEntry>,
+    pub operation: Option<OperationDetails>,
+    pub related_targets: Vec<String>,
+    pub expire_time_us: i64,
+    pub state: State,
+    pub withdrawal_reason: i32,
+    pub renew_count: i32,
+    pub create_time_us: i64,
+    pub update_time_us: i64,
+    pub withdraw_time_us: Option<i64>,
+}
+
+impl Registration {
+    /// Whether it still matches: active and not past its expiry (for an operation: its end
+    /// plus buffer).
+    pub fn is_live(&self, now_us: i64) -> bool {
+        self.state == State::Active && self.expire_time_us > now_us
+    }
+
+    /// Every selector to match, including an operation's blinded address.
+    pub fn all_selectors(&self) -> impl Iterator<Item = &SelectorEntry> {
+        self.selectors.iter().chain(self.operation.as_ref().and_then(|op| op.address.as_ref()))
+    }
+}
