@@ -4,6 +4,10 @@
 //! matching rules and the index below are the first part of that work.
 
 pub mod domain;
+pub mod error;
+pub mod intake;
+pub mod service;
+pub mod store;
 
 use interlock_api::deconfliction::v1::deconfliction_service_server::{
     DeconflictionService, DeconflictionServiceServer,

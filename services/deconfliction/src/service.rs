@@ -1,0 +1,415 @@
+//! Orchestration: keep the match index in step with the database, register with conflicts
+//! decided against an index that is provably current, and act on conflicts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use interlock_api::audit::v1::{Action, InterlockService};
+use interlock_api::deconfliction::v1 as pb;
+use interlock_audit_client::EventBuilder;
+use interlock_auth::Caller;
+use interlock_rpc::now_micros;
+use interlock_selectors::SelectorKey;
+use tokio::sync::{Mutex, RwLock, watch};
+
+use crate::domain::conflict::{Conflict, ESCALATED, Escalation, HistoryEntry, Party, Refusal, StoredMatch, DETECTED};
+use crate::domain::index::{Hit, MatchIndex};
+use crate::domain::registration::{Kind, Registration};
+use crate::domain::rules::Rules;
+use crate::error::{Error, Result};
+use crate::store::{Committed, DeconflictionStore, Event, RegistrationWrite};
+
+/// How many times a registration is decided again when another one landed first.
+const STALE_RETRIES: usize = 10;
+
+pub struct DeconflictionConfig {
+    /// The key digests are made with.
+    pub key: SelectorKey,
+    pub rules: Rules,
+    /// How often replicas look for registrations and events written by others.
+    pub poll_interval: Duration,
+}
+
+struct IndexState {
+    index: MatchIndex,
+    revision: i64,
+}
+
+/// The deconfliction service: store, match index and rules.
+pub struct Deconfliction {
+    pub(crate) store: Arc<dyn DeconflictionStore>,
+    pub(crate) config: DeconflictionConfig,
+    index: RwLock<IndexState>,
+    /// Serialises this replica's registrations (the database serialises replicas).
+    writing: Mutex<()>,
+}
+
+/// One registration to make, with what it found.
+pub struct Registered {
+    pub registration: Registration,
+    pub revision: i64,
+    pub conflicts: Vec<Conflict>,
+}
+
+impl Deconfliction {
+    /// Builds the match index from the database.
+    pub async fn open(store: Arc<dyn DeconflictionStore>, config: DeconflictionConfig) -> Result<Arc<Self>> {
+        let revision = store.latest_index_revision().await?;
+        let mut index = MatchIndex::default();
+        let mut after = 0;
+        loop {
+            let page = store.scan_registrations(after, 10_000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            for registration in page {
+                index.upsert(registration);
+            }
+        }
+        tracing::info!(registrations = index.len(), revision, "match index built");
+        let service = Arc::new(Self { store, config, index: RwLock::new(IndexState { index, revision }), writing: Mutex::new(()) });
+        // Changes committed between reading the revision and finishing the scan are re-applied.
+        service.catch_up().await?;
+        Ok(service)
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.config.rules
+    }
+
+    pub fn key(&self) -> &SelectorKey {
+        &self.config.key
+    }
+
+    /// Applies registrations other replicas (or this one) committed since the index's revision.
+    pub async fn catch_up(&self) -> Result<()> {
+        let from = self.index.read().await.revision;
+        let changes = self.store.index_changes_after(from, 10_000).await?;
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut loaded = Vec::with_capacity(changes.len());
+        for (revision, id) in &changes {
+            if let Some((registration, _)) = self.store.registration(*id).await? {
+                loaded.push((*revision, registration));
+            }
+        }
+        let mut state = self.index.write().await;
+        for (revision, registration) in loaded {
+            if revision > state.revision {
+                state.index.upsert(registration);
+            }
+        }
+        state.revision = state.revision.max(changes.last().map_or(from, |(revision, _)| *revision));
+        Ok(())
+    }
+
+    /// Follows the index feed until `stopped` flips.
+    pub async fn follow(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
+        loop {
+            if let Err(error) = self.catch_up().await {
+                tracing::warn!(%error, "match index could not catch up; retrying");
+            }
+            if let Err(error) = self.escalate_due().await {
+                tracing::warn!(%error, "escalation pass failed; retrying");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.config.poll_interval) => {},
+                _ = stopped.changed() => return,
+            }
+        }
+    }
+
+    pub async fn registration(&self, id: i64) -> Option<Arc<Registration>> {
+        self.index.read().await.index.get(id).cloned()
+    }
+
+    /// Conflicts `candidate` would have now, without registering it.
+    pub async fn check(&self, candidate: &Registration) -> Result<Vec<Hit>> {
+        self.catch_up().await?;
+        let state = self.index.read().await;
+        Ok(state.index.conflicts(candidate, self.config.rules.person_score_threshold, now_micros()))
+    }
+
+    /// Registers (or re-registers, when `expected_revision` is set) each registration and the
+    /// conflicts it has with other agencies' live registrations, decided against an index known
+    /// to be current at commit time.
+    pub async fn register(
+        &self,
+        caller: &Caller,
+        method: &str,
+        batch: Vec<(Registration, Option<i64>, Option<String>)>,
+    ) -> Result<Vec<Registered>> {
+        let _writing = self.writing.lock().await;
+        for _ in 0..STALE_RETRIES {
+            self.catch_up().await?;
+            let now = now_micros();
+            let (writes, revision) = {
+                let state = self.index.read().await;
+                let writes: Vec<RegistrationWrite> = batch
+                    .iter()
+                    .map(|(registration, expected_revision, request_id)| {
+                        let hits = state.index.conflicts(registration, self.config.rules.person_score_threshold, now);
+                        RegistrationWrite {
+                            registration: registration.clone(),
+                            expected_revision: *expected_revision,
+                            request_id: request_id.clone(),
+                            conflicts: hits.iter().map(|hit| self.new_conflict(registration, hit, now)).collect(),
+                        }
+                    })
+                    .collect();
+                (writes, state.revision)
+            };
+            let audit = self.registration_audit(caller, method, &writes);
+            match self.store.commit_registrations(revision, year(now), writes, audit).await {
+                Ok(committed) => return Ok(self.apply(committed).await),
+                Err(Error::Stale) => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        Err(Error::Stale)
+    }
+
+    async fn apply(&self, committed: Committed) -> Vec<Registered> {
+        let mut state = self.index.write().await;
+        for (registration, _) in &committed.registrations {
+            state.index.upsert(registration.clone());
+        }
+        state.revision = state.revision.max(committed.index_revision);
+        drop(state);
+        committed
+            .registrations
+            .into_iter()
+            .map(|(registration, revision)| {
+                let conflicts = committed
+                    .conflicts
+                    .iter()
+                    .filter(|c| c.parties[1].registration_id == registration.id)
+                    .cloned()
+                    .collect();
+                Registered { registration, revision, conflicts }
+            })
+            .collect()
+    }
+
+    fn new_conflict(&self, registration: &Registration, hit: &Hit, now: i64) -> Conflict {
+        let party = |r: &Registration| Party {
+            agency: r.agency.clone(),
+            registration_id: r.id,
+            number: r.number.clone(),
+            kind: r.kind,
+            acknowledge_time_us: None,
+            acknowledged_by: String::new(),
+        };
+        let source = match registration.kind {
+            Kind::Target => pb::ConflictSource::Target,
+            Kind::Operation => pb::ConflictSource::Operation,
+            Kind::Record => pb::ConflictSource::Record,
+        };
+        Conflict {
+            id: 0,
+            number: String::new(),
+            source: source as i32,
+            parties: [party(&hit.other), party(registration)],
+            matches: hit.matches.iter().map(StoredMatch::from).collect(),
+            outcome: None,
+            escalation: Escalation::NotEscalated,
+            escalation_due_us: Some(now + self.config.rules.escalation_after_us),
+            escalate_time_us: None,
+            history: vec![HistoryEntry {
+                event_type: DETECTED,
+                time_us: now,
+                actor_agency: registration.agency.clone(),
+                actor_user: String::new(),
+                outcome: 0,
+                note: String::new(),
+            }],
+            detect_time_us: now,
+            update_time_us: now,
+        }
+    }
+
+    fn audit(&self, method: &str, action: Action, caller: &Caller) -> EventBuilder {
+        interlock_audit_client::event(InterlockService::Deconfliction, method, action, Some(caller))
+    }
+
+    /// One event per registration, and one per conflict found (naming both agencies as owners).
+    fn registration_audit(&self, caller: &Caller, method: &str, writes: &[RegistrationWrite]) -> Vec<(String, Vec<u8>)> {
+        let mut events = Vec::new();
+        for write in writes {
+            let registration = &write.registration;
+            let action = if write.expected_revision.is_some() { Action::Update } else { Action::Create };
+            let owner = format!("agencies/{}", registration.agency);
+            events.push(
+                self.audit(method, action, caller)
+                    .resource(registration.number.clone(), vec![owner.clone()])
+                    .detail("conflicts", write.conflicts.len().to_string())
+                    .encode(),
+            );
+            for conflict in &write.conflicts {
+                let other = &conflict.parties[0];
+                events.push(
+                    self.audit(method, Action::DeconflictionHit, caller)
+                        .resource(other.number.clone(), vec![format!("agencies/{}", other.agency)])
+                        .resource(registration.number.clone(), vec![owner.clone()])
+                        .encode(),
+                );
+            }
+        }
+        events
+    }
+
+    /// Records a dry-run check: the other sides of its hits are told someone checked (so nobody
+    /// probes quietly), and the check is audited.
+    pub async fn record_check(&self, caller: &Caller, method: &str, hits: &[Hit]) -> Result<()> {
+        let now = now_micros();
+        let events = hits
+            .iter()
+            .map(|hit| Event {
+                sequence: 0,
+                audience: hit.other.agency.clone(),
+                conflict_id: 0,
+                event_type: pb::ConflictEventType::CheckHit as i32,
+                actor_agency: caller.agency.clone(),
+                time_us: now,
+            })
+            .collect();
+        let mut audit = vec![self.audit(method, Action::DeconflictionCheck, caller).detail("hits", hits.len().to_string()).encode()];
+        for hit in hits {
+            audit.push(
+                self.audit(method, Action::DeconflictionHit, caller)
+                    .resource(hit.other.number.clone(), vec![format!("agencies/{}", hit.other.agency)])
+                    .detail("validate_only", "true")
+                    .encode(),
+            );
+        }
+        self.store.record_check(&caller.agency, events, audit).await
+    }
+
+    /// A conflict the caller is party to (center administrators and auditors see all);
+    /// NOT_FOUND otherwise.
+    pub async fn conflict(&self, caller: &Caller, number: &str) -> Result<(Conflict, i64)> {
+        let (conflict, revision) =
+            self.store.conflict_by_number(number).await?.ok_or_else(|| Error::NotFound(format!("conflicts/{number}")))?;
+        if conflict.party_of(&caller.agency).is_none() && !sees_all(caller) {
+            return Err(Error::NotFound(format!("conflicts/{number}")));
+        }
+        Ok((conflict, revision))
+    }
+
+    /// Applies a party's change to a conflict and tells both agencies (and the watch desk when
+    /// it concerns an escalation).
+    pub async fn change_conflict(
+        &self,
+        caller: &Caller,
+        number: &str,
+        etag: &str,
+        event_type: i32,
+        change: impl Fn(&mut Conflict, i64) -> std::result::Result<(), Refusal>,
+    ) -> Result<(Conflict, i64)> {
+        for attempt in 0..3 {
+            let (mut conflict, revision) = self.conflict(caller, number).await?;
+            if attempt == 0 && !etag.is_empty() && etag != format!("\"{revision}\"") {
+                return Err(Error::Aborted(conflict.name()));
+            }
+            let now = now_micros();
+            let was_escalated = conflict.escalation == Escalation::Escalated;
+            change(&mut conflict, now).map_err(|refusal| match refusal {
+                Refusal::NotAParty => Error::PermissionDenied {
+                    reason: "NOT_A_PARTY",
+                    message: format!("agency {} is not a party to this conflict", caller.agency),
+                },
+                Refusal::AlreadyAcknowledged => Error::precondition("ALREADY_ACKNOWLEDGED", "your agency has already acknowledged it"),
+                Refusal::Invalid(violations) => Error::InvalidArgument(violations),
+            })?;
+            let mut audiences: Vec<String> = conflict.parties.iter().map(|p| p.agency.clone()).collect();
+            if was_escalated {
+                audiences.push(String::new());
+            }
+            let events = audiences
+                .into_iter()
+                .map(|audience| Event {
+                    sequence: 0,
+                    audience,
+                    conflict_id: conflict.id,
+                    event_type,
+                    actor_agency: caller.agency.clone(),
+                    time_us: now,
+                })
+                .collect();
+            let owners = conflict.parties.iter().map(|p| format!("agencies/{}", p.agency)).collect();
+            let audit = vec![self.audit("", Action::Update, caller).resource(conflict.name(), owners).encode()];
+            match self.store.update_conflict(&conflict, revision, events, audit).await {
+                Ok(revision) => return Ok((conflict, revision)),
+                Err(Error::Aborted(_)) if etag.is_empty() => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        Err(Error::Aborted(format!("conflicts/{number}")))
+    }
+
+    /// Escalates every conflict whose acknowledgement is overdue to the center watch desk.
+    pub async fn escalate_due(&self) -> Result<()> {
+        let now = now_micros();
+        for (mut conflict, revision) in self.store.due_escalations(now, 100).await? {
+            if !conflict.escalate_if_due(now) {
+                // Acknowledged or resolved meanwhile: nothing is due any more.
+                conflict.escalation_due_us = None;
+                let _ = self.store.update_conflict(&conflict, revision, Vec::new(), Vec::new()).await;
+                continue;
+            }
+            let mut audiences: Vec<String> = conflict.parties.iter().map(|p| p.agency.clone()).collect();
+            audiences.push(String::new());
+            let events = audiences
+                .into_iter()
+                .map(|audience| Event {
+                    sequence: 0,
+                    audience,
+                    conflict_id: conflict.id,
+                    event_type: ESCALATED,
+                    actor_agency: String::new(),
+                    time_us: now,
+                })
+                .collect();
+            let owners = conflict.parties.iter().map(|p| format!("agencies/{}", p.agency)).collect();
+            let audit = interlock_audit_client::event(InterlockService::Deconfliction, "", Action::PrivilegedAction, None)
+                .resource(conflict.name(), owners)
+                .detail("escalated", "unacknowledged")
+                .encode();
+            // Another replica may escalate the same conflict first; its update wins.
+            match self.store.update_conflict(&conflict, revision, events, vec![audit]).await {
+                Ok(_) | Err(Error::Aborted(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Center administrators and auditors see every conflict.
+pub fn sees_all(caller: &Caller) -> bool {
+    caller.has_role(interlock_auth::Role::CenterAdministrator) || caller.has_role(interlock_auth::Role::CenterAuditor)
+}
+
+pub fn year(now_us: i64) -> i32 {
+    // Days since 1970 → civil year (Howard Hinnant's algorithm), to avoid a date dependency here.
+    let days = now_us.div_euclid(86_400_000_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2)) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn years_from_microseconds() {
+        assert_eq!(super::year(0), 1970);
+        assert_eq!(super::year(1_795_945_863_000_000), 2026);
+        assert_eq!(super::year(1_767_225_599_000_000), 2025, "2025-12-31T23:59:59Z");
+        assert_eq!(super::year(1_767_225_600_000_000), 2026, "2026-01-01T00:00:00Z");
+    }
+}

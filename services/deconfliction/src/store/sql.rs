@@ -1,0 +1,469 @@
+//! The SQL behind [`DeconflictionStore`], written once for SQLite and PostgreSQL (both take `$N`
+//! placeholders). Writers are serialised: SQLite by `BEGIN IMMEDIATE`, PostgreSQL by an
+//! exclusive lock on the index feed, so feed revisions and event sequences follow commit order.
+
+use async_trait::async_trait;
+use sqlx::{PgPool, Row, SqlitePool};
+
+use super::{Committed, DeconflictionStore, Event, RegistrationWrite};
+use crate::domain::conflict::{Conflict, DETECTED};
+use crate::domain::registration::{Kind, Registration};
+use crate::error::{Error, Result};
+
+fn decode<T: serde::de::DeserializeOwned>(doc: &str, what: &str) -> Result<T> {
+    serde_json::from_str(doc).map_err(|error| Error::Corrupt(format!("{what}: {error}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> String {
+    // Plain structs with string keys: serialising cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn kind_str(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Target => "target",
+        Kind::Operation => "operation",
+        Kind::Record => "record",
+    }
+}
+
+const REGISTRATION: &str = "SELECT doc, revision FROM registrations";
+const CONFLICT: &str = "SELECT doc, revision FROM conflicts";
+
+macro_rules! sql_store {
+    ($store:ident, $pool:ty, $begin:expr) => {
+        pub struct $store {
+            pool: $pool,
+        }
+
+        impl $store {
+            pub fn new(pool: $pool) -> Self {
+                Self { pool }
+            }
+
+            async fn registrations_where(&self, clause: &str, binds: &[&str], ints: &[i64]) -> Result<Vec<(Registration, i64)>> {
+                let sql = format!("{REGISTRATION} {clause}");
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for value in binds {
+                    query = query.bind(*value);
+                }
+                for value in ints {
+                    query = query.bind(*value);
+                }
+                let rows = query.fetch_all(&self.pool).await?;
+                rows.iter()
+                    .map(|row| Ok((decode(&row.try_get::<String, _>(0)?, "registration")?, row.try_get(1)?)))
+                    .collect()
+            }
+
+            async fn conflicts_where(&self, clause: &str, binds: &[&str], ints: &[i64]) -> Result<Vec<(Conflict, i64)>> {
+                let sql = format!("{CONFLICT} {clause}");
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for value in binds {
+                    query = query.bind(*value);
+                }
+                for value in ints {
+                    query = query.bind(*value);
+                }
+                let rows = query.fetch_all(&self.pool).await?;
+                rows.iter()
+                    .map(|row| Ok((decode(&row.try_get::<String, _>(0)?, "conflict")?, row.try_get(1)?)))
+                    .collect()
+            }
+        }
+
+        #[async_trait]
+        impl DeconflictionStore for $store {
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn registration(&self, id: i64) -> Result<Option<(Registration, i64)>> {
+                Ok(self.registrations_where("WHERE id = $1", &[], &[id]).await?.pop())
+            }
+
+            async fn registration_by_number(&self, number: &str) -> Result<Option<(Registration, i64)>> {
+                Ok(self.registrations_where("WHERE number = $1", &[number], &[]).await?.pop())
+            }
+
+            async fn registration_by_request(&self, agency: &str, request_id: &str) -> Result<Option<(Registration, i64)>> {
+                Ok(self.registrations_where("WHERE agency = $1 AND request_id = $2", &[agency, request_id], &[]).await?.pop())
+            }
+
+            async fn list_registrations(
+                &self,
+                agency: &str,
+                kind: &str,
+                case_reference: Option<&str>,
+                after_id: i64,
+                limit: u32,
+            ) -> Result<Vec<(Registration, i64)>> {
+                match case_reference {
+                    Some(case) => {
+                        self.registrations_where(
+                            "WHERE agency = $1 AND kind = $2 AND case_reference = $3 AND id > $4 ORDER BY id LIMIT $5",
+                            &[agency, kind, case],
+                            &[after_id, i64::from(limit)],
+                        )
+                        .await
+                    }
+                    None => {
+                        self.registrations_where(
+                            "WHERE agency = $1 AND kind = $2 AND id > $3 ORDER BY id LIMIT $4",
+                            &[agency, kind],
+                            &[after_id, i64::from(limit)],
+                        )
+                        .await
+                    }
+                }
+            }
+
+            async fn scan_registrations(&self, after_id: i64, limit: u32) -> Result<Vec<Registration>> {
+                let rows = self.registrations_where("WHERE id > $1 ORDER BY id LIMIT $2", &[], &[after_id, i64::from(limit)]).await?;
+                Ok(rows.into_iter().map(|(registration, _)| registration).collect())
+            }
+
+            async fn index_changes_after(&self, revision: i64, limit: u32) -> Result<Vec<(i64, i64)>> {
+                let rows = sqlx::query(
+                    "SELECT revision, registration_id FROM index_changes WHERE revision > $1 ORDER BY revision LIMIT $2",
+                )
+                .bind(revision)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+            }
+
+            async fn latest_index_revision(&self) -> Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM index_changes").fetch_one(&self.pool).await?)
+            }
+
+            async fn commit_registrations(
+                &self,
+                index_revision: i64,
+                year: i32,
+                writes: Vec<RegistrationWrite>,
+                audit: Vec<(String, Vec<u8>)>,
+            ) -> Result<Committed> {
+                let now = interlock_rpc::now_micros();
+                let mut tx = $begin(&self.pool).await?;
+                let latest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM index_changes")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if latest != index_revision {
+                    return Err(Error::Stale);
+                }
+                let mut committed = Committed { registrations: Vec::new(), conflicts: Vec::new(), index_revision: latest };
+                for write in writes {
+                    let mut registration = write.registration;
+                    let revision = match write.expected_revision {
+                        Some(expected) => {
+                            let updated = sqlx::query(
+                                "UPDATE registrations SET doc = $1, case_reference = $2, revision = revision + 1 \
+                                 WHERE id = $3 AND revision = $4",
+                            )
+                            .bind(encode(&registration))
+                            .bind(&registration.case_reference)
+                            .bind(registration.id)
+                            .bind(expected)
+                            .execute(&mut *tx)
+                            .await?;
+                            if updated.rows_affected() != 1 {
+                                return Err(Error::Aborted(registration.number.clone()));
+                            }
+                            expected + 1
+                        }
+                        None => {
+                            if registration.kind != Kind::Record {
+                                let value = next_counter(&mut tx, &format!("DX-{year}")).await?;
+                                registration.number = format!("DX-{year}-{value:06}");
+                            }
+                            let id: i64 = sqlx::query_scalar(
+                                "INSERT INTO registrations (number, agency, kind, case_reference, doc, revision, request_id, create_time_us) \
+                                 VALUES ($1, $2, $3, $4, '{}', 1, $5, $6) RETURNING id",
+                            )
+                            .bind(&registration.number)
+                            .bind(&registration.agency)
+                            .bind(kind_str(registration.kind))
+                            .bind(&registration.case_reference)
+                            .bind(write.request_id.as_deref())
+                            .bind(now)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                            registration.id = id;
+                            sqlx::query("UPDATE registrations SET doc = $1 WHERE id = $2")
+                                .bind(encode(&registration))
+                                .bind(id)
+                                .execute(&mut *tx)
+                                .await?;
+                            1
+                        }
+                    };
+                    sqlx::query("INSERT INTO index_changes (registration_id, time_us) VALUES ($1, $2)")
+                        .bind(registration.id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    for mut conflict in write.conflicts {
+                        conflict.parties[1].registration_id = registration.id;
+                        conflict.parties[1].number = registration.number.clone();
+                        let (low, high) = {
+                            let (a, b) = (conflict.parties[0].registration_id, conflict.parties[1].registration_id);
+                            (a.min(b), a.max(b))
+                        };
+                        let value = next_counter(&mut tx, &format!("CF-{year}")).await?;
+                        conflict.number = format!("CF-{year}-{value:06}");
+                        let inserted: Option<i64> = sqlx::query_scalar(
+                            "INSERT INTO conflicts (name, pair, doc, escalation_due_us, detect_time_us, revision) \
+                             VALUES ($1, $2, '{}', $3, $4, 1) ON CONFLICT (pair) DO NOTHING RETURNING id",
+                        )
+                        .bind(&conflict.number)
+                        .bind(format!("{low}:{high}"))
+                        .bind(conflict.escalation_due_us)
+                        .bind(conflict.detect_time_us)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        // The pair already has a conflict (a renewed or updated registration): keep it.
+                        let Some(id) = inserted else { continue };
+                        conflict.id = id;
+                        sqlx::query("UPDATE conflicts SET doc = $1 WHERE id = $2").bind(encode(&conflict)).bind(id).execute(&mut *tx).await?;
+                        for party in &conflict.parties {
+                            sqlx::query("INSERT INTO conflict_parties (conflict_id, agency, registration_id) VALUES ($1, $2, $3)")
+                                .bind(id)
+                                .bind(&party.agency)
+                                .bind(party.registration_id)
+                                .execute(&mut *tx)
+                                .await?;
+                            insert_event(&mut tx, &party.agency, id, DETECTED, &registration.agency, now).await?;
+                        }
+                        committed.conflicts.push(conflict);
+                    }
+                    committed.registrations.push((registration, revision));
+                }
+                insert_audit(&mut tx, &audit).await?;
+                committed.index_revision = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM index_changes")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(committed)
+            }
+
+            async fn update_conflict(
+                &self,
+                conflict: &Conflict,
+                expected_revision: i64,
+                events: Vec<Event>,
+                audit: Vec<(String, Vec<u8>)>,
+            ) -> Result<i64> {
+                let mut tx = $begin(&self.pool).await?;
+                let updated = sqlx::query(
+                    "UPDATE conflicts SET doc = $1, escalation_due_us = $2, revision = revision + 1 WHERE id = $3 AND revision = $4",
+                )
+                .bind(encode(conflict))
+                .bind(conflict.escalation_due_us)
+                .bind(conflict.id)
+                .bind(expected_revision)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() != 1 {
+                    return Err(Error::Aborted(conflict.name()));
+                }
+                for event in &events {
+                    insert_event(&mut tx, &event.audience, event.conflict_id, event.event_type, &event.actor_agency, event.time_us)
+                        .await?;
+                }
+                insert_audit(&mut tx, &audit).await?;
+                tx.commit().await?;
+                Ok(expected_revision + 1)
+            }
+
+            async fn record_check(&self, agency: &str, events: Vec<Event>, audit: Vec<(String, Vec<u8>)>) -> Result<()> {
+                let mut tx = $begin(&self.pool).await?;
+                sqlx::query("INSERT INTO checks (agency, time_us) VALUES ($1, $2)")
+                    .bind(agency)
+                    .bind(interlock_rpc::now_micros())
+                    .execute(&mut *tx)
+                    .await?;
+                for event in &events {
+                    insert_event(&mut tx, &event.audience, event.conflict_id, event.event_type, &event.actor_agency, event.time_us)
+                        .await?;
+                }
+                insert_audit(&mut tx, &audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn conflict(&self, id: i64) -> Result<Option<(Conflict, i64)>> {
+                Ok(self.conflicts_where("WHERE id = $1", &[], &[id]).await?.pop())
+            }
+
+            async fn conflict_by_number(&self, number: &str) -> Result<Option<(Conflict, i64)>> {
+                Ok(self.conflicts_where("WHERE name = $1", &[number], &[]).await?.pop())
+            }
+
+            async fn list_conflicts(&self, agency: Option<&str>, before_id: i64, limit: u32) -> Result<Vec<(Conflict, i64)>> {
+                match agency {
+                    Some(agency) => {
+                        self.conflicts_where(
+                            "WHERE id IN (SELECT conflict_id FROM conflict_parties WHERE agency = $1) AND id < $2 ORDER BY id DESC LIMIT $3",
+                            &[agency],
+                            &[before_id, i64::from(limit)],
+                        )
+                        .await
+                    }
+                    None => self.conflicts_where("WHERE id < $1 ORDER BY id DESC LIMIT $2", &[], &[before_id, i64::from(limit)]).await,
+                }
+            }
+
+            async fn conflicts_of(&self, registration_id: i64) -> Result<Vec<(Conflict, i64)>> {
+                self.conflicts_where(
+                    "WHERE id IN (SELECT conflict_id FROM conflict_parties WHERE registration_id = $1) ORDER BY id",
+                    &[],
+                    &[registration_id],
+                )
+                .await
+            }
+
+            async fn due_escalations(&self, now_us: i64, limit: u32) -> Result<Vec<(Conflict, i64)>> {
+                self.conflicts_where(
+                    "WHERE escalation_due_us IS NOT NULL AND escalation_due_us <= $1 ORDER BY escalation_due_us LIMIT $2",
+                    &[],
+                    &[now_us, i64::from(limit)],
+                )
+                .await
+            }
+
+            async fn events_after(&self, audience: &str, sequence: i64, limit: u32) -> Result<Vec<Event>> {
+                let rows = sqlx::query(
+                    "SELECT sequence, audience, conflict_id, event_type, actor_agency, time_us FROM conflict_events \
+                     WHERE audience = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
+                )
+                .bind(audience)
+                .bind(sequence)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(Event {
+                            sequence: row.try_get(0)?,
+                            audience: row.try_get(1)?,
+                            conflict_id: row.try_get(2)?,
+                            event_type: row.try_get::<i64, _>(3)? as i32,
+                            actor_agency: row.try_get(4)?,
+                            time_us: row.try_get(5)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn count_checks(&self, agency: &str, start_us: i64, end_us: i64) -> Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM checks WHERE agency = $1 AND time_us >= $2 AND time_us < $3")
+                    .bind(agency)
+                    .bind(start_us)
+                    .bind(end_us)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn pending_audit_events(&self, limit: u32) -> Result<Vec<(i64, Vec<u8>)>> {
+                let rows = sqlx::query("SELECT seq, event FROM audit_outbox ORDER BY seq LIMIT $1")
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+            }
+
+            async fn remove_audit_events(&self, sequences: &[i64]) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                for seq in sequences {
+                    sqlx::query("DELETE FROM audit_outbox WHERE seq = $1").bind(seq).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+macro_rules! transaction_helpers {
+    ($db:ty) => {
+        pub(super) async fn next_counter(tx: &mut sqlx::Transaction<'static, $db>, name: &str) -> Result<i64> {
+            Ok(sqlx::query_scalar(
+                "INSERT INTO counters (name, value) VALUES ($1, 1) \
+                 ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+            )
+            .bind(name)
+            .fetch_one(&mut **tx)
+            .await?)
+        }
+
+        pub(super) async fn insert_event(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            audience: &str,
+            conflict_id: i64,
+            event_type: i32,
+            actor_agency: &str,
+            time_us: i64,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO conflict_events (audience, conflict_id, event_type, actor_agency, time_us) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(audience)
+            .bind(conflict_id)
+            .bind(i64::from(event_type))
+            .bind(actor_agency)
+            .bind(time_us)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        pub(super) async fn insert_audit(tx: &mut sqlx::Transaction<'static, $db>, audit: &[(String, Vec<u8>)]) -> Result<()> {
+            for (event_id, event) in audit {
+                sqlx::query("INSERT INTO audit_outbox (event_id, event) VALUES ($1, $2)")
+                    .bind(event_id)
+                    .bind(event.as_slice())
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Ok(())
+        }
+    };
+}
+
+mod sqlite_helpers {
+    use super::*;
+    transaction_helpers!(sqlx::Sqlite);
+}
+
+mod postgres_helpers {
+    use super::*;
+    transaction_helpers!(sqlx::Postgres);
+}
+
+async fn begin_sqlite(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}
+
+async fn begin_postgres(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("LOCK TABLE index_changes IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+    Ok(tx)
+}
+
+mod sqlite_store {
+    use super::sqlite_helpers::{insert_audit, insert_event, next_counter};
+    use super::*;
+    sql_store!(SqliteStore, SqlitePool, begin_sqlite);
+}
+
+mod postgres_store {
+    use super::postgres_helpers::{insert_audit, insert_event, next_counter};
+    use super::*;
+    sql_store!(PostgresStore, PgPool, begin_postgres);
+}
+
+pub use postgres_store::PostgresStore;
+pub use sqlite_store::SqliteStore;
