@@ -212,7 +212,7 @@ async fn the_articles_agencies_centers_and_agreements() {
         ] {
             agencies.push(register(&mesh, code, name).await.0);
         }
-        let [ice, ocdetf, fbi, dea, atf] = agencies.try_into().ok().expect("five agencies");
+        let [ice, ocdetf, fbi, dea, atf] = agencies.try_into().expect("five agencies");
 
         // The two centers and their members (IOC-2: nine agencies plus federal prosecutors).
         let mut centers = CenterServiceClient::new(mesh.admin().await);
@@ -528,7 +528,7 @@ async fn suspended_agencies_and_revoked_credentials_are_locked_out() {
             })
             .await
             .unwrap();
-        let locked = wait_for(|| records(), |status| status.code() == Code::PermissionDenied).await;
+        let locked = wait_for(&records, |status| status.code() == Code::PermissionDenied).await;
         assert_eq!(reason(&locked), "AGENCY_SUSPENDED");
         let refused = token(&mesh.registry.url(), &member.name, &issued.secret).await.unwrap_err();
         assert_eq!(refused.code(), Code::PermissionDenied);
@@ -539,7 +539,7 @@ async fn suspended_agencies_and_revoked_credentials_are_locked_out() {
             })
             .await
             .unwrap();
-        wait_for(|| records(), |status| status.code() == Code::Unimplemented).await;
+        wait_for(&records, |status| status.code() == Code::Unimplemented).await;
         // The registry's own replica of the revocation state catches up as well.
         let registry_call = || async {
             CredentialServiceClient::new(dea.clone())
@@ -559,7 +559,7 @@ async fn suspended_agencies_and_revoked_credentials_are_locked_out() {
             })
             .await
             .unwrap();
-        let revoked = wait_for(|| records(), |status| status.code() == Code::Unauthenticated).await;
+        let revoked = wait_for(records, |status| status.code() == Code::Unauthenticated).await;
         assert_eq!(reason(&revoked), "CREDENTIAL_REVOKED");
         assert_eq!(
             token(&mesh.registry.url(), &member.name, &issued.secret).await.unwrap_err().code(),

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::domain::agreement::{Agreement, AgreementState, Parties, PartyRole, Version, agreement_name};
 use crate::domain::center::{Center, center_name};
 
+/// A party agency of a version, its role, and (for a center agreement) when it leaves the center.
+type Participant = (String, PartyRole, Option<i64>);
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
     /// Agency codes.
@@ -62,8 +65,7 @@ pub fn grants_of(
     assume_signed: bool,
 ) -> Vec<Grant> {
     let terms = &version.terms;
-    let (participants, center): (Vec<(String, PartyRole, Option<i64>)>, Option<&Center>) = match terms.shape()
-    {
+    let (participants, center): (Vec<Participant>, Option<&Center>) = match terms.shape() {
         Some(Parties::Bilateral(parties)) => {
             (parties.iter().map(|(code, role)| ((*code).to_owned(), *role, None)).collect(), None)
         }

@@ -139,6 +139,7 @@ impl Registry {
 
     /// Applies a change to a credential as its agency's administrator (or a center administrator
     /// for unlocking), recording it as `rpc`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn change_credential(
         &self,
         caller: &Caller,
