@@ -17,6 +17,8 @@ enum Command {
     Serve(Box<ServeConfig>),
     /// Start the whole mesh on a fresh temporary store and walk the article's scenario.
     Demo(Box<ServeConfig>),
+    #[command(flatten)]
+    Operator(Box<interlock::cli::OperatorCommand>),
 }
 
 #[tokio::main]
@@ -45,6 +47,13 @@ async fn main() -> anyhow::Result<()> {
             let outcome = interlock::demo::run(*config).await;
             telemetry.shutdown();
             outcome
+        }
+        Command::Operator(command) => {
+            if let Err(error) = interlock::cli::run(*command).await {
+                interlock::cli::report(&error);
+                std::process::exit(1);
+            }
+            Ok(())
         }
     }
 }
