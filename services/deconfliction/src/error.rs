@@ -48,23 +48,41 @@ impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
             Error::InvalidArgument(violations) => violations.into_status(),
-            Error::NotFound(what) => status_with_reason(Code::NotFound, "NOT_FOUND", format!("{what} not found")),
-            Error::FailedPrecondition { reason, message } => status_with_reason(Code::FailedPrecondition, reason, message),
-            Error::PermissionDenied { reason, message } => status_with_reason(Code::PermissionDenied, reason, message),
+            Error::NotFound(what) => {
+                status_with_reason(Code::NotFound, "NOT_FOUND", format!("{what} not found"))
+            }
+            Error::FailedPrecondition { reason, message } => {
+                status_with_reason(Code::FailedPrecondition, reason, message)
+            }
+            Error::PermissionDenied { reason, message } => {
+                status_with_reason(Code::PermissionDenied, reason, message)
+            }
             Error::Aborted(what) => status_with_reason(
                 Code::Aborted,
                 "ETAG_MISMATCH",
                 format!("{what} was changed since you read it; read it again and retry"),
             ),
-            Error::Stale => status_with_reason(Code::Aborted, "CONCURRENT_REGISTRATION", "retry: another registration landed first"),
+            Error::Stale => status_with_reason(
+                Code::Aborted,
+                "CONCURRENT_REGISTRATION",
+                "retry: another registration landed first",
+            ),
             Error::Storage(error) => {
                 // The database's message may name tables or values: log it, don't send it.
                 tracing::error!(%error, "deconfliction storage failure");
-                status_with_reason(Code::Unavailable, "STORAGE_UNAVAILABLE", "the deconfliction database is unavailable; retry")
+                status_with_reason(
+                    Code::Unavailable,
+                    "STORAGE_UNAVAILABLE",
+                    "the deconfliction database is unavailable; retry",
+                )
             }
             Error::Corrupt(detail) => {
                 tracing::error!(%detail, "corrupt deconfliction data");
-                status_with_reason(Code::Internal, "CORRUPT_DATA", "the deconfliction service holds data it cannot read")
+                status_with_reason(
+                    Code::Internal,
+                    "CORRUPT_DATA",
+                    "the deconfliction service holds data it cannot read",
+                )
             }
         }
     }

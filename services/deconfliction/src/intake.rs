@@ -5,7 +5,9 @@
 use interlock_api::common::v1 as common;
 use interlock_api::deconfliction::v1 as pb;
 use interlock_rpc::{FieldViolations, micros_from_timestamp};
-use interlock_selectors::{ErrorField, SelectorError, SelectorKey, normalize, normalize_person, normalize_selector};
+use interlock_selectors::{
+    ErrorField, SelectorError, SelectorKey, normalize, normalize_person, normalize_selector,
+};
 
 use crate::domain::geo::Footprint;
 use crate::domain::registration::{Contact, Hash32, OperationDetails, PersonEntry, SelectorEntry};
@@ -20,7 +22,12 @@ pub struct Identifiers {
 
 pub fn contact(contact: Option<common::Contact>) -> Contact {
     let contact = contact.unwrap_or_default();
-    Contact { name: contact.name, phone: contact.phone, email: contact.email, around_the_clock: contact.around_the_clock }
+    Contact {
+        name: contact.name,
+        phone: contact.phone,
+        email: contact.email,
+        around_the_clock: contact.around_the_clock,
+    }
 }
 
 /// A contact with at least a name and a phone number.
@@ -68,7 +75,10 @@ pub fn identifiers(
         match normalize_selector(selector) {
             Ok(normalized) => {
                 let blinded = key.digest_selector(&normalized);
-                out.selectors.push(SelectorEntry { kind: normalized.kind() as i32, digest: Hash32(*blinded.digest.as_bytes()) });
+                out.selectors.push(SelectorEntry {
+                    kind: normalized.kind() as i32,
+                    digest: Hash32(*blinded.digest.as_bytes()),
+                });
             }
             Err(error) => selector_violation(violations, &format!("{prefix}selectors[{index}]"), &error),
         }
@@ -76,9 +86,14 @@ pub fn identifiers(
     for (index, blinded) in selector_digests.iter().enumerate() {
         let field = format!("{prefix}selector_digests[{index}]");
         if blinded.key_id != key.id() {
-            violations.add_with_reason("DIGEST_KEY_NOT_ACCEPTED", format!("{field}.key_id"), format!("digests must be made with key {}", key.id()));
+            violations.add_with_reason(
+                "DIGEST_KEY_NOT_ACCEPTED",
+                format!("{field}.key_id"),
+                format!("digests must be made with key {}", key.id()),
+            );
         }
-        let kind_ok = common::SelectorKind::try_from(blinded.kind).is_ok_and(|k| k != common::SelectorKind::Unspecified);
+        let kind_ok = common::SelectorKind::try_from(blinded.kind)
+            .is_ok_and(|k| k != common::SelectorKind::Unspecified);
         violations.check(!kind_ok, &format!("{field}.kind"), "must be one of the SELECTOR_KIND_* values");
         match digest(&blinded.digest) {
             Some(digest) if kind_ok => out.selectors.push(SelectorEntry { kind: blinded.kind, digest }),
@@ -105,20 +120,35 @@ pub fn identifiers(
     for (index, blinded) in person_digests.iter().enumerate() {
         let field = format!("{prefix}person_digests[{index}]");
         if blinded.key_id != key.id() {
-            violations.add_with_reason("DIGEST_KEY_NOT_ACCEPTED", format!("{field}.key_id"), format!("digests must be made with key {}", key.id()));
+            violations.add_with_reason(
+                "DIGEST_KEY_NOT_ACCEPTED",
+                format!("{field}.key_id"),
+                format!("digests must be made with key {}", key.id()),
+            );
         }
         let all = |list: &[Vec<u8>]| list.iter().map(|d| digest(d)).collect::<Option<Vec<_>>>();
-        let (surname, given) = (all(&blinded.surname_phonetic_digests), all(&blinded.given_name_phonetic_digests));
+        let (surname, given) =
+            (all(&blinded.surname_phonetic_digests), all(&blinded.given_name_phonetic_digests));
         let birth_date = digest(&blinded.birth_date_digest);
-        let full_name = if blinded.full_name_digest.is_empty() { Some(None) } else { digest(&blinded.full_name_digest).map(Some) };
+        let full_name = if blinded.full_name_digest.is_empty() {
+            Some(None)
+        } else {
+            digest(&blinded.full_name_digest).map(Some)
+        };
         match (surname, given, birth_date, full_name) {
-            (Some(surname), Some(given), Some(birth_date), Some(full_name)) if !surname.is_empty() => out.persons.push(PersonEntry {
-                id: if blinded.id.is_empty() { format!("person_digests[{index}]") } else { blinded.id.clone() },
-                surname,
-                given,
-                birth_date: Some(birth_date),
-                full_name,
-            }),
+            (Some(surname), Some(given), Some(birth_date), Some(full_name)) if !surname.is_empty() => {
+                out.persons.push(PersonEntry {
+                    id: if blinded.id.is_empty() {
+                        format!("person_digests[{index}]")
+                    } else {
+                        blinded.id.clone()
+                    },
+                    surname,
+                    given,
+                    birth_date: Some(birth_date),
+                    full_name,
+                })
+            }
             _ => violations.add_with_reason(
                 "PERSON_BIRTH_DATE_REQUIRED",
                 field,
@@ -142,7 +172,8 @@ pub fn identifiers(
 /// Officer-safety flags, each a known value.
 pub fn flags(flags: &[i32], field: &str, violations: &mut FieldViolations) -> Vec<i32> {
     for (index, flag) in flags.iter().enumerate() {
-        let known = pb::OfficerSafetyFlag::try_from(*flag).is_ok_and(|f| f != pb::OfficerSafetyFlag::Unspecified);
+        let known =
+            pb::OfficerSafetyFlag::try_from(*flag).is_ok_and(|f| f != pb::OfficerSafetyFlag::Unspecified);
         violations.check(!known, &format!("{field}[{index}]"), "is not an OFFICER_SAFETY_FLAG_* value");
     }
     let mut flags = flags.to_vec();
@@ -160,8 +191,13 @@ pub fn operation(
     now_us: i64,
     violations: &mut FieldViolations,
 ) -> Option<OperationDetails> {
-    let kind = pb::OperationType::try_from(operation.operation_type).unwrap_or(pb::OperationType::Unspecified);
-    violations.check(kind == pb::OperationType::Unspecified, &format!("{prefix}operation_type"), "is required");
+    let kind =
+        pb::OperationType::try_from(operation.operation_type).unwrap_or(pb::OperationType::Unspecified);
+    violations.check(
+        kind == pb::OperationType::Unspecified,
+        &format!("{prefix}operation_type"),
+        "is required",
+    );
     let Some(location) = &operation.location else {
         violations.add(format!("{prefix}location"), "is required: latitude and longitude");
         return None;
@@ -179,11 +215,15 @@ pub fn operation(
     let radius = match operation.radius_meters {
         0 => default_radius,
         r if r < 0 => {
-            violations.add(format!("{prefix}radius_meters"), "must not be negative (0 takes the type's default)");
+            violations
+                .add(format!("{prefix}radius_meters"), "must not be negative (0 takes the type's default)");
             default_radius
         }
         r if r as u32 > rules.max_radius_m => {
-            violations.add(format!("{prefix}radius_meters"), format!("must be at most {} metres", rules.max_radius_m));
+            violations.add(
+                format!("{prefix}radius_meters"),
+                format!("must be at most {} metres", rules.max_radius_m),
+            );
             default_radius
         }
         r => r as u32,
@@ -193,7 +233,11 @@ pub fn operation(
     match (start, end) {
         (Some(start), Some(end)) => {
             violations.check(end <= start, &format!("{prefix}end_time"), "must be after start_time");
-            violations.check(end <= now_us, &format!("{prefix}end_time"), "is in the past: only planned operations are checked");
+            violations.check(
+                end <= now_us,
+                &format!("{prefix}end_time"),
+                "is in the past: only planned operations are checked",
+            );
             violations.check(
                 end - start > rules.max_operation_duration_us,
                 &format!("{prefix}end_time"),
@@ -209,10 +253,17 @@ pub fn operation(
         match normalize(common::SelectorKind::PostalAddress, &location.address, "") {
             Ok(normalized) => {
                 let blinded = key.digest_selector(&normalized);
-                Some(SelectorEntry { kind: common::SelectorKind::PostalAddress as i32, digest: Hash32(*blinded.digest.as_bytes()) })
+                Some(SelectorEntry {
+                    kind: common::SelectorKind::PostalAddress as i32,
+                    digest: Hash32(*blinded.digest.as_bytes()),
+                })
             }
             Err(error) => {
-                violations.add_with_reason(error.reason(), format!("{prefix}location.address"), error.to_string());
+                violations.add_with_reason(
+                    error.reason(),
+                    format!("{prefix}location.address"),
+                    error.to_string(),
+                );
                 None
             }
         }

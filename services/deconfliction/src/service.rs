@@ -12,7 +12,9 @@ use interlock_rpc::now_micros;
 use interlock_selectors::SelectorKey;
 use tokio::sync::{Mutex, RwLock, watch};
 
-use crate::domain::conflict::{Conflict, ESCALATED, Escalation, HistoryEntry, Party, Refusal, StoredMatch, DETECTED};
+use crate::domain::conflict::{
+    Conflict, DETECTED, ESCALATED, Escalation, HistoryEntry, Party, Refusal, StoredMatch,
+};
 use crate::domain::index::{Hit, MatchIndex};
 use crate::domain::registration::{Kind, Registration};
 use crate::domain::rules::Rules;
@@ -66,7 +68,12 @@ impl Deconfliction {
             }
         }
         tracing::info!(registrations = index.len(), revision, "match index built");
-        let service = Arc::new(Self { store, config, index: RwLock::new(IndexState { index, revision }), writing: Mutex::new(()) });
+        let service = Arc::new(Self {
+            store,
+            config,
+            index: RwLock::new(IndexState { index, revision }),
+            writing: Mutex::new(()),
+        });
         // Changes committed between reading the revision and finishing the scan are re-applied.
         service.catch_up().await?;
         Ok(service)
@@ -148,12 +155,19 @@ impl Deconfliction {
                 let writes: Vec<RegistrationWrite> = batch
                     .iter()
                     .map(|(registration, expected_revision, request_id)| {
-                        let hits = state.index.conflicts(registration, self.config.rules.person_score_threshold, now);
+                        let hits = state.index.conflicts(
+                            registration,
+                            self.config.rules.person_score_threshold,
+                            now,
+                        );
                         RegistrationWrite {
                             registration: registration.clone(),
                             expected_revision: *expected_revision,
                             request_id: request_id.clone(),
-                            conflicts: hits.iter().map(|hit| self.new_conflict(registration, hit, now)).collect(),
+                            conflicts: hits
+                                .iter()
+                                .map(|hit| self.new_conflict(registration, hit, now))
+                                .collect(),
                         }
                     })
                     .collect();
@@ -233,7 +247,12 @@ impl Deconfliction {
     }
 
     /// One event per registration, and one per conflict found (naming both agencies as owners).
-    fn registration_audit(&self, caller: &Caller, method: &str, writes: &[RegistrationWrite]) -> Vec<(String, Vec<u8>)> {
+    fn registration_audit(
+        &self,
+        caller: &Caller,
+        method: &str,
+        writes: &[RegistrationWrite],
+    ) -> Vec<(String, Vec<u8>)> {
         let mut events = Vec::new();
         for write in writes {
             let registration = &write.registration;
@@ -273,7 +292,11 @@ impl Deconfliction {
                 time_us: now,
             })
             .collect();
-        let mut audit = vec![self.audit(method, Action::DeconflictionCheck, caller).detail("hits", hits.len().to_string()).encode()];
+        let mut audit = vec![
+            self.audit(method, Action::DeconflictionCheck, caller)
+                .detail("hits", hits.len().to_string())
+                .encode(),
+        ];
         for hit in hits {
             audit.push(
                 self.audit(method, Action::DeconflictionHit, caller)
@@ -288,8 +311,11 @@ impl Deconfliction {
     /// A conflict the caller is party to (center administrators and auditors see all);
     /// NOT_FOUND otherwise.
     pub async fn conflict(&self, caller: &Caller, number: &str) -> Result<(Conflict, i64)> {
-        let (conflict, revision) =
-            self.store.conflict_by_number(number).await?.ok_or_else(|| Error::NotFound(format!("conflicts/{number}")))?;
+        let (conflict, revision) = self
+            .store
+            .conflict_by_number(number)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("conflicts/{number}")))?;
         if conflict.party_of(&caller.agency).is_none() && !sees_all(caller) {
             return Err(Error::NotFound(format!("conflicts/{number}")));
         }
@@ -318,7 +344,9 @@ impl Deconfliction {
                     reason: "NOT_A_PARTY",
                     message: format!("agency {} is not a party to this conflict", caller.agency),
                 },
-                Refusal::AlreadyAcknowledged => Error::precondition("ALREADY_ACKNOWLEDGED", "your agency has already acknowledged it"),
+                Refusal::AlreadyAcknowledged => {
+                    Error::precondition("ALREADY_ACKNOWLEDGED", "your agency has already acknowledged it")
+                }
                 Refusal::Invalid(violations) => Error::InvalidArgument(violations),
             })?;
             let mut audiences: Vec<String> = conflict.parties.iter().map(|p| p.agency.clone()).collect();
@@ -337,7 +365,8 @@ impl Deconfliction {
                 })
                 .collect();
             let owners = conflict.parties.iter().map(|p| format!("agencies/{}", p.agency)).collect();
-            let audit = vec![self.audit("", Action::Update, caller).resource(conflict.name(), owners).encode()];
+            let audit =
+                vec![self.audit("", Action::Update, caller).resource(conflict.name(), owners).encode()];
             match self.store.update_conflict(&conflict, revision, events, audit).await {
                 Ok(revision) => return Ok((conflict, revision)),
                 Err(Error::Aborted(_)) if etag.is_empty() => continue,
@@ -371,10 +400,15 @@ impl Deconfliction {
                 })
                 .collect();
             let owners = conflict.parties.iter().map(|p| format!("agencies/{}", p.agency)).collect();
-            let audit = interlock_audit_client::event(InterlockService::Deconfliction, "", Action::PrivilegedAction, None)
-                .resource(conflict.name(), owners)
-                .detail("escalated", "unacknowledged")
-                .encode();
+            let audit = interlock_audit_client::event(
+                InterlockService::Deconfliction,
+                "",
+                Action::PrivilegedAction,
+                None,
+            )
+            .resource(conflict.name(), owners)
+            .detail("escalated", "unacknowledged")
+            .encode();
             // Another replica may escalate the same conflict first; its update wins.
             match self.store.update_conflict(&conflict, revision, events, vec![audit]).await {
                 Ok(_) | Err(Error::Aborted(_)) => {}
@@ -387,7 +421,8 @@ impl Deconfliction {
 
 /// Center administrators and auditors see every conflict.
 pub fn sees_all(caller: &Caller) -> bool {
-    caller.has_role(interlock_auth::Role::CenterAdministrator) || caller.has_role(interlock_auth::Role::CenterAuditor)
+    caller.has_role(interlock_auth::Role::CenterAdministrator)
+        || caller.has_role(interlock_auth::Role::CenterAuditor)
 }
 
 pub fn year(now_us: i64) -> i32 {

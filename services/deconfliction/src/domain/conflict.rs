@@ -20,11 +20,25 @@ pub struct Party {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StoredMatch {
-    Selector { kind: i32, digest: Hash32 },
+    Selector {
+        kind: i32,
+        digest: Hash32,
+    },
     /// `checker_person_id` is the person of the registration that found the match; only that
     /// party is shown it.
-    Person { score: f32, bases: Vec<i32>, reason: String, checker_person_id: String },
-    Proximity { distance_m: f64, combined_radius_m: f64, overlap_start_us: i64, overlap_end_us: i64, buffer_us: i64 },
+    Person {
+        score: f32,
+        bases: Vec<i32>,
+        reason: String,
+        checker_person_id: String,
+    },
+    Proximity {
+        distance_m: f64,
+        combined_radius_m: f64,
+        overlap_start_us: i64,
+        overlap_end_us: i64,
+        buffer_us: i64,
+    },
 }
 
 impl From<&Match> for StoredMatch {
@@ -140,7 +154,15 @@ impl Conflict {
         self.parties.iter().filter(|p| p.acknowledge_time_us.is_none()).map(|p| p.agency.as_str()).collect()
     }
 
-    fn record(&mut self, event_type: i32, actor_agency: &str, actor_user: &str, outcome: i32, note: &str, now_us: i64) {
+    fn record(
+        &mut self,
+        event_type: i32,
+        actor_agency: &str,
+        actor_user: &str,
+        outcome: i32,
+        note: &str,
+        now_us: i64,
+    ) {
         self.history.push(HistoryEntry {
             event_type,
             time_us: now_us,
@@ -179,7 +201,11 @@ impl Conflict {
         let mut violations = FieldViolations::new();
         let known = interlock_api::deconfliction::v1::ConflictOutcome::try_from(outcome.outcome)
             .is_ok_and(|o| o != interlock_api::deconfliction::v1::ConflictOutcome::Unspecified);
-        violations.check(!known, "outcome", "must be COORDINATED, JOINT_OPERATION, DEFERRED or NO_ACTUAL_CONFLICT");
+        violations.check(
+            !known,
+            "outcome",
+            "must be COORDINATED, JOINT_OPERATION, DEFERRED or NO_ACTUAL_CONFLICT",
+        );
         let deferred = outcome.outcome == interlock_api::deconfliction::v1::ConflictOutcome::Deferred as i32;
         violations.check(
             deferred && self.party_of(&outcome.deferring_agency).is_none(),
@@ -205,7 +231,11 @@ impl Conflict {
     /// Alerts the watch desk when a side has not acknowledged in time. Returns whether it did.
     pub fn escalate_if_due(&mut self, now_us: i64) -> bool {
         match self.escalation_due_us {
-            Some(due) if due <= now_us && self.escalation == Escalation::NotEscalated && !self.unacknowledged().is_empty() => {
+            Some(due)
+                if due <= now_us
+                    && self.escalation == Escalation::NotEscalated
+                    && !self.unacknowledged().is_empty() =>
+            {
                 self.escalation = Escalation::Escalated;
                 self.escalate_time_us = Some(now_us);
                 self.escalation_due_us = None;
@@ -222,4 +252,5 @@ pub const DETECTED: i32 = interlock_api::deconfliction::v1::ConflictEventType::D
 pub const ACKNOWLEDGED: i32 = interlock_api::deconfliction::v1::ConflictEventType::Acknowledged as i32;
 pub const OUTCOME_RECORDED: i32 = interlock_api::deconfliction::v1::ConflictEventType::OutcomeRecorded as i32;
 pub const ESCALATED: i32 = interlock_api::deconfliction::v1::ConflictEventType::Escalated as i32;
-pub const REGISTRATION_ENDED: i32 = interlock_api::deconfliction::v1::ConflictEventType::RegistrationEnded as i32;
+pub const REGISTRATION_ENDED: i32 =
+    interlock_api::deconfliction::v1::ConflictEventType::RegistrationEnded as i32;

@@ -71,7 +71,11 @@ pub trait DeconflictionStore: Send + Sync + 'static {
     /// A registration and its revision.
     async fn registration(&self, id: i64) -> Result<Option<(Registration, i64)>>;
     async fn registration_by_number(&self, number: &str) -> Result<Option<(Registration, i64)>>;
-    async fn registration_by_request(&self, agency: &str, request_id: &str) -> Result<Option<(Registration, i64)>>;
+    async fn registration_by_request(
+        &self,
+        agency: &str,
+        request_id: &str,
+    ) -> Result<Option<(Registration, i64)>>;
     /// One agency's registrations of `kind` ("target", "operation", "record"), by id after `after_id`.
     async fn list_registrations(
         &self,
@@ -109,12 +113,22 @@ pub trait DeconflictionStore: Send + Sync + 'static {
     ) -> Result<i64>;
 
     /// Records checks that registered nothing, with the events their hits caused.
-    async fn record_check(&self, agency: &str, events: Vec<Event>, audit: Vec<(String, Vec<u8>)>) -> Result<()>;
+    async fn record_check(
+        &self,
+        agency: &str,
+        events: Vec<Event>,
+        audit: Vec<(String, Vec<u8>)>,
+    ) -> Result<()>;
 
     async fn conflict(&self, id: i64) -> Result<Option<(Conflict, i64)>>;
     async fn conflict_by_number(&self, number: &str) -> Result<Option<(Conflict, i64)>>;
     /// Conflicts involving `agency` (every conflict when `None`), newest first, below `before_id`.
-    async fn list_conflicts(&self, agency: Option<&str>, before_id: i64, limit: u32) -> Result<Vec<(Conflict, i64)>>;
+    async fn list_conflicts(
+        &self,
+        agency: Option<&str>,
+        before_id: i64,
+        limit: u32,
+    ) -> Result<Vec<(Conflict, i64)>>;
     /// Conflicts involving a registration.
     async fn conflicts_of(&self, registration_id: i64) -> Result<Vec<(Conflict, i64)>>;
     /// Conflicts whose escalation is due at `now_us`.

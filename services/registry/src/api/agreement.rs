@@ -469,7 +469,11 @@ fn signature_to_proto(signature: &Signature) -> pb::Signature {
     pb::Signature {
         agency: format!("agencies/{}", signature.agency),
         credential: signature.credential.clone(),
-        user: signature.user.clone(),
+        user: if signature.user.is_empty() {
+            String::new()
+        } else {
+            format!("agencies/{}/users/{}", signature.agency, signature.user)
+        },
         version: signature.version,
         sign_time: ts(signature.sign_time_us),
     }

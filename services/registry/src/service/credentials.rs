@@ -14,6 +14,10 @@ use crate::store::{Commit, Resource, Versioned};
 use crate::{OPERATOR_AGENCY, Registry};
 
 const SERVICE: &str = "/interlock.registry.v1.CredentialService/";
+/// Lifetime of a credential created without an expiry time.
+const DEFAULT_LIFETIME_US: i64 = 90 * 24 * 3600 * 1_000_000;
+/// Longest lifetime a credential may be given.
+const MAX_LIFETIME_US: i64 = 365 * 24 * 3600 * 1_000_000;
 
 fn method(name: &str) -> String {
     format!("{SERVICE}{name}")
@@ -56,13 +60,14 @@ impl Registry {
         }
         validate(&new, now)?;
         let secret = generate_secret();
+        let expire_time_us = Some(new.expire_time_us.unwrap_or(now + DEFAULT_LIFETIME_US));
         let credential = Credential {
             agency: new.agency.clone(),
             credential_id: new.credential_id.unwrap_or_else(super::new_id),
             display_name: new.display_name,
             roles: new.roles.iter().map(|role| role.as_str().to_owned()).collect(),
             revoked: false,
-            expire_time_us: new.expire_time_us,
+            expire_time_us,
             tls_certificate_sha256: new.tls_certificate_sha256.to_ascii_lowercase(),
             secret_hash: hex_hash(&secret),
             secret_prefix: secret_prefix(&secret),
@@ -233,9 +238,9 @@ fn validate(new: &NewCredential, now: i64) -> Result<()> {
         "agency credentials hold ROLE_AGENCY_ADMINISTRATOR or ROLE_AGENCY_MEMBER only",
     );
     violations.check(
-        new.expire_time_us.is_some_and(|expiry| expiry <= now),
+        new.expire_time_us.is_some_and(|expiry| expiry <= now || expiry > now + MAX_LIFETIME_US),
         "credential.expire_time",
-        "must be in the future",
+        "must be in the future and at most 365 days away",
     );
     let fingerprint = &new.tls_certificate_sha256;
     violations.check(
