@@ -1,33 +1,44 @@
-//! The deconfliction service: targets, operations and record selectors checked for conflicts.
+//! The deconfliction service: targets, operations and record selectors checked for conflicts,
+//! both sides told who to call, and the conflict followed until it is settled.
 //!
-//! Its RPCs arrive with issue #5; until they do, each answers UNIMPLEMENTED naming it. The
-//! matching rules and the index below are the first part of that work.
+//! Reads top-down: [`api`] (gRPC handlers) → [`intake`] (what an agency sends, normalised and
+//! blinded) → [`service`] (registration against the match index, conflict workflow) →
+//! [`domain`] (geometry, rules, index, conflicts; no I/O) → [`store`] (sqlx).
 
+pub mod api;
 pub mod domain;
 pub mod error;
 pub mod intake;
+mod render;
+mod report;
 pub mod service;
 pub mod store;
 
-use interlock_api::deconfliction::v1::deconfliction_service_server::{
-    DeconflictionService, DeconflictionServiceServer,
-};
-use interlock_api::deconfliction::v1::record_selector_service_server::{
-    RecordSelectorService, RecordSelectorServiceServer,
-};
+use std::sync::Arc;
+
 use tonic::service::RoutesBuilder;
+
+pub use service::{Deconfliction, DeconflictionConfig};
 
 /// The gRPC services this crate serves, for health reporting.
 pub const SERVICE_NAMES: &[&str] =
     &["interlock.deconfliction.v1.DeconflictionService", "interlock.deconfliction.v1.RecordSelectorService"];
 
-pub fn add_services(routes: &mut RoutesBuilder) {
-    routes
-        .add_service(DeconflictionServiceServer::new(Pending))
-        .add_service(RecordSelectorServiceServer::new(Pending));
+pub fn add_services(service: Arc<Deconfliction>, routes: &mut RoutesBuilder) {
+    let (deconfliction, records) = api::servers(service);
+    routes.add_service(deconfliction).add_service(records);
 }
 
-struct Pending;
+/// The deconfliction outbox, for the audit relay.
+pub struct DeconflictionOutbox(pub Arc<dyn store::DeconflictionStore>);
 
-impl DeconflictionService for Pending {}
-impl RecordSelectorService for Pending {}
+#[async_trait::async_trait]
+impl interlock_audit_client::Outbox for DeconflictionOutbox {
+    async fn pending(&self, limit: u32) -> Result<Vec<(i64, Vec<u8>)>, String> {
+        self.0.pending_audit_events(limit).await.map_err(|error| error.to_string())
+    }
+
+    async fn delivered(&self, sequences: &[i64]) -> Result<(), String> {
+        self.0.remove_audit_events(sequences).await.map_err(|error| error.to_string())
+    }
+}

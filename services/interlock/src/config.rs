@@ -92,6 +92,22 @@ pub struct ServeConfig {
     #[arg(long, env = "INTERLOCK_TOKEN_SIGNING_KEY", hide_env_values = true)]
     pub token_signing_key: Option<String>,
 
+    /// Hex of the secret key (32 bytes or more) that blinds selectors into HMAC-SHA-256 digests
+    /// at the deconfliction hub (see docs/selectors.md). Generated into
+    /// `<data-dir>/deconfliction.key` when unset; the same on every replica.
+    #[arg(long, env = "INTERLOCK_DECONFLICTION_KEY", hide_env_values = true)]
+    pub deconfliction_key: Option<String>,
+
+    /// Identifier of that key, published by GetMatchingRules so agencies can blind selectors
+    /// themselves; change it whenever the key changes.
+    #[arg(long, env = "INTERLOCK_DECONFLICTION_KEY_ID", default_value = "dk-1")]
+    pub deconfliction_key_id: String,
+
+    /// How long both sides of a deconfliction conflict have to acknowledge it before the center
+    /// watch desk is alerted, in seconds.
+    #[arg(long, env = "INTERLOCK_ESCALATION_AFTER_SECONDS", default_value_t = 1800)]
+    pub escalation_after_seconds: u64,
+
     /// Lifetime of access tokens, in seconds.
     #[arg(long, env = "INTERLOCK_TOKEN_TTL_SECONDS", default_value_t = 900)]
     pub token_ttl_seconds: u64,
@@ -133,6 +149,13 @@ impl fmt::Display for ServeConfig {
         writeln!(f, "mesh secret            {}", secret(&self.mesh_secret))?;
         writeln!(f, "bootstrap admin secret {}", secret(&self.bootstrap_admin_secret))?;
         writeln!(f, "token signing key      {}", secret(&self.token_signing_key))?;
+        writeln!(
+            f,
+            "deconfliction key      {} ({})",
+            secret(&self.deconfliction_key),
+            self.deconfliction_key_id
+        )?;
+        writeln!(f, "escalation after       {}s", self.escalation_after_seconds)?;
         writeln!(f, "token ttl              {}s", self.token_ttl_seconds)?;
         writeln!(f, "shutdown grace         {}s", self.shutdown_grace_seconds)?;
         write!(

@@ -15,6 +15,7 @@ use interlock_auth::{
     AuthLayer, Authenticator, TokenSource, generate_secret, mesh_channel, sync_revocations,
     sync_verification_keys,
 };
+use interlock_deconfliction::{Deconfliction, DeconflictionConfig, DeconflictionOutbox};
 use interlock_registry::{Registry, RegistryConfig, RegistryOutbox};
 use interlock_storage::{Database, Migrations};
 use interlock_telemetry::ServerTraceLayer;
@@ -72,6 +73,7 @@ impl Mesh {
         let mut databases: Vec<(ServiceKind, Database)> = Vec::new();
         let mut bootstrap_admin_secret = None;
         let mut outboxes: Vec<Arc<dyn Outbox>> = Vec::new();
+        let mut followers = Vec::new();
         for service in config.service.services() {
             let url = match &config.database_url {
                 Some(url) => url.clone(),
@@ -81,6 +83,7 @@ impl Mesh {
             };
             let migrations = match service {
                 ServiceKind::Registry => &interlock_registry::store::MIGRATIONS,
+                ServiceKind::Deconfliction => &interlock_deconfliction::store::MIGRATIONS,
                 _ => &Migrations::NONE,
             };
             let database = Database::open(&url, migrations).await?;
@@ -110,7 +113,38 @@ impl Mesh {
                     bootstrap_admin_secret = Some(admin_secret);
                 }
                 ServiceKind::Records => interlock_records::add_services(&mut routes),
-                ServiceKind::Deconfliction => interlock_deconfliction::add_services(&mut routes),
+                ServiceKind::Deconfliction => {
+                    let store = interlock_deconfliction::store::on(database.clone());
+                    let key_hex = secret_from_config_or_file(
+                        config.deconfliction_key.as_deref(),
+                        &config.data_dir.join("deconfliction.key"),
+                        || {
+                            let mut key = [0u8; 32];
+                            rand::Rng::fill(&mut rand::rng(), &mut key);
+                            key.iter().map(|b| format!("{b:02x}")).collect()
+                        },
+                    )?;
+                    let key = interlock_selectors::SelectorKey::from_hex(
+                        &config.deconfliction_key_id,
+                        key_hex.trim(),
+                    )
+                    .context("the deconfliction key must be hex of 32 or more bytes")?;
+                    let deconfliction = Deconfliction::open(
+                        store.clone(),
+                        DeconflictionConfig {
+                            key,
+                            rules: interlock_deconfliction::domain::rules::Rules {
+                                escalation_after_us: config.escalation_after_seconds as i64 * 1_000_000,
+                                ..Default::default()
+                            },
+                            poll_interval: WATCH_POLL_INTERVAL,
+                        },
+                    )
+                    .await?;
+                    interlock_deconfliction::add_services(deconfliction.clone(), &mut routes);
+                    outboxes.push(Arc::new(DeconflictionOutbox(store)));
+                    followers.push(deconfliction);
+                }
                 ServiceKind::Audit => interlock_audit::add_services(&mut routes),
                 ServiceKind::All => unreachable!("services() expands All"),
             }
@@ -138,6 +172,9 @@ impl Mesh {
             tokio::spawn(sync_revocations(authenticator.clone(), registry_client()?, stopped.clone())),
             tokio::spawn(report_health(health, databases, authenticator.clone(), stopped.clone())),
         ];
+        for deconfliction in followers {
+            background.push(tokio::spawn(deconfliction.follow(stopped.clone())));
+        }
         let audit_address = config.audit_address.clone().unwrap_or_else(|| own.clone());
         for outbox in outboxes {
             let audit = AuditServiceClient::new(mesh_channel(&audit_address, Some(mesh_tokens.clone()))?);
