@@ -103,3 +103,67 @@ pub async fn token(url: &str, credential: &str, secret: &str) -> Result<String, 
         .await?;
     Ok(response.into_inner().access_token)
 }
+
+/// An agency registered with its first administrator credential.
+pub struct Enrolled {
+    pub credential: String,
+    pub secret: String,
+}
+
+impl Enrolled {
+    /// A channel to `url` acting for this agency on behalf of `user`.
+    pub async fn channel(&self, registry: &TestServer, url: &str, user: &str) -> AuthedChannel {
+        let token = token(&registry.url(), &self.credential, &self.secret).await.expect("agency token");
+        let metadata =
+            CallerMetadata::bearer(token).on_behalf_of(user, interlock_auth::Purpose::Investigation);
+        InterceptedService::new(channel(url).await, metadata)
+    }
+}
+
+/// The registry entry for an agency, with a 24/7 duty desk.
+pub fn agency_entry(code: &str, name: &str) -> interlock_api::registry::v1::Agency {
+    interlock_api::registry::v1::Agency {
+        code: code.into(),
+        display_name: name.into(),
+        parent_department: "Department of Justice".into(),
+        jurisdiction: "United States".into(),
+        duty_desk: Some(interlock_api::common::v1::Contact {
+            name: format!("{code} Duty Desk"),
+            phone: "+12025550100".into(),
+            email: format!("desk@{}.example.gov", code.to_lowercase()),
+            around_the_clock: true,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Registers `code` at `registry` (as the bootstrap administrator) and issues its first
+/// administrator credential.
+pub async fn enroll_agency(registry: &TestServer, code: &str, name: &str) -> Enrolled {
+    use interlock_api::registry::v1::agency_service_client::AgencyServiceClient;
+    use interlock_api::registry::v1::credential_service_client::CredentialServiceClient;
+    use interlock_api::registry::v1::{CreateAgencyRequest, CreateCredentialRequest, Credential, Role};
+    let admin = registry.admin_channel().await;
+    AgencyServiceClient::new(admin.clone())
+        .create_agency(CreateAgencyRequest {
+            agency: Some(agency_entry(code, name)),
+            request_id: format!("create-{code}"),
+        })
+        .await
+        .expect("create agency");
+    let issued = CredentialServiceClient::new(admin)
+        .create_credential(CreateCredentialRequest {
+            parent: format!("agencies/{code}"),
+            credential: Some(Credential {
+                credential_id: "admin-backend".into(),
+                display_name: format!("{code} administration backend"),
+                roles: vec![Role::AgencyAdministrator as i32],
+                ..Credential::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("first administrator credential")
+        .into_inner();
+    Enrolled { credential: issued.credential.expect("credential").name, secret: issued.secret }
+}

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use interlock_api::common::v1::{AccessLevel, Contact, Purpose, RecordCategory, SensitivityLevel};
+use interlock_api::common::v1::{AccessLevel, Purpose, RecordCategory, SensitivityLevel};
 use interlock_api::records::v1::GetRecordRequest;
 use interlock_api::records::v1::records_service_client::RecordsServiceClient;
 use interlock_api::registry::v1::agency_service_client::AgencyServiceClient;
@@ -15,7 +15,7 @@ use interlock_api::registry::v1::grant_service_client::GrantServiceClient;
 use interlock_api::registry::v1::*;
 use interlock_auth::{CallerMetadata, Purpose as CallPurpose};
 use interlock_storage::testing::TestDatabase;
-use interlock_tests::{AuthedChannel, TestServer, channel, token};
+use interlock_tests::{AuthedChannel, TestServer, agency_entry as agency, channel, enroll_agency, token};
 use prost_types::FieldMask;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
@@ -64,49 +64,11 @@ impl Mesh {
     }
 }
 
-fn agency(code: &str, name: &str) -> Agency {
-    Agency {
-        code: code.into(),
-        display_name: name.into(),
-        parent_department: "Department of Justice".into(),
-        jurisdiction: "United States".into(),
-        duty_desk: Some(Contact {
-            name: format!("{code} Duty Desk"),
-            phone: "+12025550100".into(),
-            email: format!("desk@{}.example.gov", code.to_lowercase()),
-            around_the_clock: true,
-        }),
-        ..Agency::default()
-    }
-}
-
 /// Registers an agency with its first administrator credential and an administrator user, and
 /// returns a channel acting as that administrator.
 async fn register(mesh: &Mesh, code: &str, name: &str) -> (AuthedChannel, String) {
-    let admin = mesh.admin().await;
-    AgencyServiceClient::new(admin.clone())
-        .create_agency(CreateAgencyRequest {
-            agency: Some(agency(code, name)),
-            request_id: format!("create-{code}"),
-        })
-        .await
-        .expect("create agency");
-    let issued = CredentialServiceClient::new(admin)
-        .create_credential(CreateCredentialRequest {
-            parent: format!("agencies/{code}"),
-            credential: Some(Credential {
-                credential_id: "admin-backend".into(),
-                display_name: format!("{code} administration backend"),
-                roles: vec![Role::AgencyAdministrator as i32],
-                ..Credential::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .expect("first administrator credential")
-        .into_inner();
-    let credential = issued.credential.unwrap().name;
-    let channel = mesh.as_credential(&credential, &issued.secret, "chief").await;
+    let enrolled = enroll_agency(&mesh.registry, code, name).await;
+    let channel = mesh.as_credential(&enrolled.credential, &enrolled.secret, "chief").await;
     AgencyServiceClient::new(channel.clone())
         .create_user(CreateUserRequest {
             parent: format!("agencies/{code}"),
@@ -120,7 +82,7 @@ async fn register(mesh: &Mesh, code: &str, name: &str) -> (AuthedChannel, String
         })
         .await
         .expect("administrator user");
-    (channel, issued.secret)
+    (channel, enrolled.secret)
 }
 
 fn scope(access: AccessLevel) -> AgreementScope {
