@@ -2,6 +2,8 @@
 //!
 //! Its behaviour arrives with issue #6; until then every RPC answers UNIMPLEMENTED naming it.
 
+pub mod merkle;
+
 use interlock_api::audit::v1::audit_service_server::{AuditService, AuditServiceServer};
 use tonic::service::RoutesBuilder;
 
