@@ -10,6 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use interlock_api::registry::v1::ListVerificationKeysRequest;
 use interlock_api::registry::v1::authentication_service_client::AuthenticationServiceClient;
+use interlock_audit::{Audit, AuditConfig};
 use interlock_auth::{AuthLayer, Authenticator, generate_secret, mesh_channel};
 use interlock_registry::{Registry, RegistryConfig};
 use interlock_storage::{Database, Migrations};
@@ -69,6 +70,7 @@ impl Mesh {
         let mut routes = RoutesBuilder::default();
         let mut databases: Vec<(ServiceKind, Database)> = Vec::new();
         let mut bootstrap_admin_secret = None;
+        let mut audit = None;
         for service in config.service.services() {
             let url = match &config.database_url {
                 Some(url) => url.clone(),
@@ -78,6 +80,7 @@ impl Mesh {
             };
             let migrations = match service {
                 ServiceKind::Registry => &interlock_registry::store::MIGRATIONS,
+                ServiceKind::Audit => &interlock_audit::store::MIGRATIONS,
                 _ => &Migrations::NONE,
             };
             let database = Database::open(&url, migrations).await?;
@@ -89,7 +92,11 @@ impl Mesh {
                         &config.data_dir.join("bootstrap-admin.secret"),
                         generate_secret,
                     )?;
-                    let seed = signing_seed(&config)?;
+                    let seed = ed25519_seed(
+                        config.token_signing_key.as_deref(),
+                        &config.data_dir.join("token-signing.key"),
+                        "token signing key",
+                    )?;
                     let registry = Registry::new(
                         store,
                         RegistryConfig {
@@ -106,7 +113,32 @@ impl Mesh {
                 }
                 ServiceKind::Records => interlock_records::add_services(&mut routes),
                 ServiceKind::Deconfliction => interlock_deconfliction::add_services(&mut routes),
-                ServiceKind::Audit => interlock_audit::add_services(&mut routes),
+                ServiceKind::Audit => {
+                    let service = Audit::new(
+                        interlock_audit::store::on(database.clone()),
+                        AuditConfig {
+                            signing_seed: ed25519_seed(
+                                config.audit_signing_key.as_deref(),
+                                &config.data_dir.join("audit-signing.key"),
+                                "audit signing key",
+                            )?,
+                            origin: config.audit_origin.clone(),
+                            checkpoint_interval: Duration::from_millis(
+                                config.audit_checkpoint_interval_ms.max(10),
+                            ),
+                            retention: Duration::from_secs(
+                                config.audit_retention_days.saturating_mul(86_400),
+                            ),
+                        },
+                    );
+                    // The empty tree is signed on first start, so a latest checkpoint always exists.
+                    service
+                        .publish_checkpoint()
+                        .await
+                        .context("cannot publish the first audit checkpoint")?;
+                    service.add_services(&mut routes);
+                    audit = Some(service);
+                }
                 ServiceKind::All => unreachable!("services() expands All"),
             }
             databases.push((service, database));
@@ -120,7 +152,7 @@ impl Mesh {
 
         let authenticator = Arc::new(Authenticator::default());
         let (stop, stopped) = watch::channel(false);
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(sync_verification_keys(
                 authenticator.clone(),
                 registry_address.clone(),
@@ -128,6 +160,9 @@ impl Mesh {
             )),
             tokio::spawn(report_health(health, databases, authenticator.clone(), stopped.clone())),
         ];
+        if let Some(audit) = audit {
+            background.push(tokio::spawn(audit.run_background(stopped.clone())));
+        }
 
         let mut shutdown = stopped.clone();
         let server = tonic::transport::Server::builder()
@@ -318,20 +353,16 @@ pub fn service_names(service: ServiceKind) -> &'static [&'static str] {
     }
 }
 
-fn signing_seed(config: &ServeConfig) -> anyhow::Result<[u8; 32]> {
-    let encoded = secret_from_config_or_file(
-        config.token_signing_key.as_deref(),
-        &config.data_dir.join("token-signing.key"),
-        || {
-            let mut seed = [0u8; 32];
-            rand::Rng::fill(&mut rand::rng(), &mut seed);
-            STANDARD.encode(seed)
-        },
-    )?;
-    let bytes = STANDARD.decode(encoded.trim()).context("the token signing key is not base64")?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("the token signing key must be 32 bytes (base64 of an Ed25519 seed)"))
+/// An Ed25519 seed (base64 of 32 bytes) from configuration, else from `file`, else generated and
+/// kept there; `what` names it in errors.
+fn ed25519_seed(configured: Option<&str>, file: &Path, what: &str) -> anyhow::Result<[u8; 32]> {
+    let encoded = secret_from_config_or_file(configured, file, || {
+        let mut seed = [0u8; 32];
+        rand::Rng::fill(&mut rand::rng(), &mut seed);
+        STANDARD.encode(seed)
+    })?;
+    let bytes = STANDARD.decode(encoded.trim()).with_context(|| format!("the {what} is not base64"))?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("the {what} must be 32 bytes (base64 of an Ed25519 seed)"))
 }
 
 /// A secret from configuration, else from `file`, else generated and written to `file` readable
