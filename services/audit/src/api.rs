@@ -321,7 +321,7 @@ impl AuditService for AuditApi {
         let event_id = event_id_from_name(&request.name)
             .ok_or_else(|| invalid("name", "must be events/{event_id} with a canonical UUID"))?;
         self.audit_read(&caller, "GetEvent", vec![("event", request.name.clone())]).await?;
-        let stored = self.audit.store.get_event(event_id).await.map_err(Error::from)?;
+        let stored = self.audit.store.get_event(event_id).await?;
         let event = match stored {
             Some(stored) => present_all(&[stored], &reader, request.view)?.pop(),
             None => None,
@@ -365,7 +365,7 @@ impl AuditService for AuditApi {
         query.descending = descending;
         query.limit = limit + 1;
         self.audit_read(&caller, "ListEvents", vec![("filter", event::describe_filter(&filter))]).await?;
-        let mut stored = self.audit.store.list_events(&query).await.map_err(Error::from)?;
+        let mut stored = self.audit.store.list_events(&query).await?;
         let next_page_token = if stored.len() > limit as usize {
             stored.truncate(limit as usize);
             stored
@@ -390,7 +390,7 @@ impl AuditService for AuditApi {
         let filter = request.filter.clone().unwrap_or_default();
         let base = event_query(&filter, &reader)?;
         let digest = request_digest(&request.filter, "export", request.view);
-        let current = self.audit.store.tree_size().await.map_err(Error::from)?;
+        let current = self.audit.store.tree_size().await?;
         let resume: Option<(u64, u64, String)> = PageToken::decode(&request.resume_token)?;
         let (mut next, snapshot) = match resume {
             Some((next, snapshot, token_digest)) => {
@@ -462,10 +462,10 @@ impl AuditService for AuditApi {
                 origin: signer.origin().to_owned(),
                 verifier_key: signer.verifier_key(),
                 public_key: signer.public_key().to_bytes().to_vec(),
-                tree_size: store.tree_size().await.map_err(Error::from)?,
+                tree_size: store.tree_size().await?,
                 checkpoint_interval: Some(duration(config.checkpoint_interval)),
                 retention: Some(duration(config.retention)),
-                first_unpruned_leaf_index: store.first_unpruned_leaf().await.map_err(Error::from)?,
+                first_unpruned_leaf_index: store.first_unpruned_leaf().await?,
                 max_append_batch_size: MAX_BATCH as i32,
                 max_event_size_bytes: MAX_EVENT_BYTES as i32,
             }),
@@ -493,13 +493,7 @@ impl AuditService for AuditApi {
             .strip_prefix("checkpoints/")
             .and_then(|size| size.parse().ok())
             .ok_or_else(|| invalid("name", "must be checkpoints/{tree_size}"))?;
-        let checkpoint = self
-            .audit
-            .store
-            .checkpoint(Some(size))
-            .await
-            .map_err(Error::from)?
-            .ok_or(Error::NotFound(name))?;
+        let checkpoint = self.audit.store.checkpoint(Some(size)).await?.ok_or(Error::NotFound(name))?;
         Ok(Response::new(GetCheckpointResponse {
             checkpoint: Some(self.checkpoint_to_proto(&checkpoint).await?),
         }))
@@ -524,12 +518,8 @@ impl AuditService for AuditApi {
             Some(_) => return Err(invalid("page_token", "belongs to a request with other fields").into()),
             None => None,
         };
-        let mut checkpoints = self
-            .audit
-            .store
-            .list_checkpoints(request.start_tree_size, after, descending, limit + 1)
-            .await
-            .map_err(Error::from)?;
+        let mut checkpoints =
+            self.audit.store.list_checkpoints(request.start_tree_size, after, descending, limit + 1).await?;
         let next_page_token = if checkpoints.len() > limit as usize {
             checkpoints.truncate(limit as usize);
             checkpoints
@@ -559,7 +549,7 @@ impl AuditService for AuditApi {
                 let reader = reader(&caller)?;
                 let event_id = event_id_from_name(&name)
                     .ok_or_else(|| invalid("event", "must be events/{event_id} with a canonical UUID"))?;
-                let stored = self.audit.store.get_event(event_id).await.map_err(Error::from)?;
+                let stored = self.audit.store.get_event(event_id).await?;
                 // Same visibility as GetEvent: an event the caller may not see is not found.
                 let visible = match &stored {
                     Some(stored) => !present_all(std::slice::from_ref(stored), &reader, 0)?.is_empty(),
@@ -580,8 +570,7 @@ impl AuditService for AuditApi {
             .into());
         }
         let hashes = self.proof(&Plan::inclusion(leaf_index, tree_size)).await?;
-        let leaf =
-            self.audit.store.nodes(&[crate::merkle::NodeId::leaf(leaf_index)]).await.map_err(Error::from)?;
+        let leaf = self.audit.store.nodes(&[crate::merkle::NodeId::leaf(leaf_index)]).await?;
         let leaf_hash =
             leaf.values().next().copied().ok_or_else(|| Error::Corrupt(format!("leaf {leaf_index}")))?;
         let checkpoint = match checkpoint {
@@ -635,7 +624,7 @@ impl AuditService for AuditApi {
         let hashes = if count == 0 {
             Vec::new()
         } else {
-            self.audit.store.leaf_hashes(request.start_leaf_index, count as u32).await.map_err(Error::from)?
+            self.audit.store.leaf_hashes(request.start_leaf_index, count as u32).await?
         };
         Ok(Response::new(GetLeafHashesResponse {
             start_leaf_index: request.start_leaf_index,

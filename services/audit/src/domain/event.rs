@@ -56,7 +56,7 @@ impl PendingEvent {
         let mut event = self.event.clone();
         event.receive_time = Some(timestamp_from_micros(receive_time_us));
         event.submitter = self.submitter.clone();
-        let leaf_data = event.encode_to_vec();
+        let leaf_data = canonical_encoding(&event);
         let mut owners: Vec<String> = event.resources.iter().flat_map(|r| r.owners.iter().cloned()).collect();
         owners.sort();
         owners.dedup();
@@ -78,6 +78,42 @@ impl PendingEvent {
             owners,
         }
     }
+}
+
+/// The canonical encoding of event.proto: fields in ascending number order, defaults omitted,
+/// `details` entries in ascending key order. prost writes everything but the map that way; the
+/// map is written here by hand, sorted, so the bytes never depend on the map type or its hasher.
+/// Concatenated protobuf encodings are one message, so the parts below fields 18 and above it are
+/// encoded separately around the entries.
+pub fn canonical_encoding(event: &AuditEvent) -> Vec<u8> {
+    use prost::encoding::{WireType, encode_key, encode_varint, string};
+    let below = AuditEvent {
+        details: Default::default(),
+        receive_time: None,
+        submitter: String::new(),
+        leaf_index: 0,
+        leaf_hash: Vec::new(),
+        pruned: false,
+        redacted: false,
+        leaf_data: Vec::new(),
+        ..event.clone()
+    };
+    let mut buf = below.encode_to_vec();
+    let mut entries: Vec<(&String, &String)> = event.details.iter().collect();
+    entries.sort();
+    for (key, value) in entries {
+        encode_key(18, WireType::LengthDelimited, &mut buf);
+        encode_varint((string::encoded_len(1, key) + string::encoded_len(2, value)) as u64, &mut buf);
+        string::encode(1, key, &mut buf);
+        string::encode(2, value, &mut buf);
+    }
+    let above = AuditEvent {
+        receive_time: event.receive_time,
+        submitter: event.submitter.clone(),
+        ..AuditEvent::default()
+    };
+    above.encode(&mut buf).unwrap_or_else(|_| unreachable!("a Vec grows as needed"));
+    buf
 }
 
 /// Only the client fields of `event` (event.proto's field classes), so that output-only fields a
@@ -223,7 +259,7 @@ pub fn validate(
     if violations.violations().len() > before {
         return None;
     }
-    let client_digest = Sha256::digest(event.encode_to_vec()).into();
+    let client_digest = Sha256::digest(canonical_encoding(&event)).into();
     Some(PendingEvent { event, client_digest, submitter: submitter.to_owned() })
 }
 
@@ -407,6 +443,11 @@ mod tests {
         assert_eq!(first.client_digest, second.client_digest);
         assert_eq!(first.leaf_hash, leaf_hash(&first.leaf_data));
         // Details are written in key order: "a" before "b".
+        // Re-encoding a decoded leaf gives its exact bytes back, whatever the map order.
+        let mut decoded = AuditEvent::decode(first.leaf_data.as_slice()).unwrap();
+        assert_eq!(canonical_encoding(&decoded), first.leaf_data);
+        decoded.details.insert("0".into(), "z".into());
+        assert_ne!(canonical_encoding(&decoded), first.leaf_data);
         let a = first.leaf_data.windows(3).position(|w| w == b"\x01a\x12").unwrap();
         let b = first.leaf_data.windows(3).position(|w| w == b"\x01b\x12").unwrap();
         assert!(a < b);

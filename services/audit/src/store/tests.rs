@@ -23,7 +23,8 @@ async fn each_store() -> Vec<(TestDatabase, Arc<dyn AuditStore>)> {
 fn event(n: u32, actor: &str, owner: &str) -> PendingEvent {
     let raw = AuditEvent {
         event_id: format!("00000000-0000-7000-8000-{n:012x}"),
-        time: Some(timestamp_from_micros(now_micros() / 1_000_000 * 1_000_000)),
+        // A fixed time: the same event built twice must be byte-identical (a retry).
+        time: Some(timestamp_from_micros(1_700_000_000_000_000)),
         service: InterlockService::Records as i32,
         action: Action::Read as i32,
         actor_agency: format!("agencies/{actor}"),
