@@ -572,3 +572,26 @@ async fn execute(db: &Database, statement: &str) {
     }
     .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// `interlock audit verify` on an embedded mesh's data folder: the default database and the
+/// signing key generated there on first start.
+#[tokio::test]
+async fn the_verify_command_checks_an_embedded_mesh() {
+    let server = TestServer::all_in_one().await;
+    let data_dir = server.data.path().to_owned();
+    let key = std::fs::read_to_string(data_dir.join("audit-signing.key")).unwrap();
+    let seed: [u8; 32] = STANDARD.decode(key.trim()).unwrap().try_into().unwrap();
+    let TestServer { mesh, data } = server;
+    mesh.shutdown().await.unwrap();
+    let args = |verifier_key: Option<String>| interlock::audit_cli::VerifyArgs {
+        database_url: None,
+        data_dir: data.path().to_owned(),
+        verifier_key,
+        audit_origin: "interlock.local/audit".into(),
+    };
+    interlock::audit_cli::verify(args(None)).await.unwrap();
+    let pinned = NoteSigner::new(&seed, "interlock.local/audit").verifier_key();
+    interlock::audit_cli::verify(args(Some(pinned))).await.unwrap();
+    let impostor = NoteSigner::new(&[1; 32], "interlock.local/audit").verifier_key();
+    assert!(interlock::audit_cli::verify(args(Some(impostor))).await.is_err());
+}

@@ -17,6 +17,17 @@ enum Command {
     Serve(Box<ServeConfig>),
     /// Start the whole mesh on a fresh temporary store and walk the article's scenario.
     Demo(Box<ServeConfig>),
+    /// Verify or export the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the tree from the audit database and check it against every signed checkpoint.
+    Verify(interlock::audit_cli::VerifyArgs),
+    /// Stream the events the caller may see as NDJSON or CSV (for compliance reviews).
+    Export(interlock::audit_cli::ExportArgs),
 }
 
 #[tokio::main]
@@ -34,6 +45,8 @@ async fn main() -> anyhow::Result<()> {
             telemetry.shutdown();
             outcome
         }
+        Command::Audit(AuditCommand::Verify(args)) => interlock::audit_cli::verify(args).await,
+        Command::Audit(AuditCommand::Export(args)) => interlock::audit_cli::export(args).await,
         Command::Demo(mut config) => {
             // The demo talks to the user on standard output; only warnings go to the log.
             config.listen = "127.0.0.1:0".parse()?;

@@ -68,6 +68,18 @@ pub fn key_id(name: &str, public: &VerifyingKey) -> [u8; 4] {
     [digest[0], digest[1], digest[2], digest[3]]
 }
 
+/// Parses a signed-note verifier key (`<name>+<key id hex>+<base64(0x01 || public key)>`),
+/// checking that its key id matches its name and key.
+pub fn parse_verifier_key(text: &str) -> Option<(String, VerifyingKey)> {
+    // Key names never contain '+' (signed-note spec), base64 may: split from the left.
+    let mut parts = text.trim().splitn(3, '+');
+    let (name, id, encoded) = (parts.next()?, parts.next()?, parts.next()?);
+    let typed = STANDARD.decode(encoded).ok()?;
+    let (&kind, key) = typed.split_first()?;
+    let key = VerifyingKey::from_bytes(key.try_into().ok()?).ok()?;
+    (kind == ED25519_TYPE && hex::encode(key_id(name, &key)) == id).then(|| (name.to_owned(), key))
+}
+
 /// The note text of a checkpoint without extension lines.
 pub fn checkpoint_text(origin: &str, tree_size: u64, root: &Hash) -> String {
     format!("{origin}\n{tree_size}\n{}\n", STANDARD.encode(root))
@@ -157,8 +169,20 @@ mod tests {
             Err(NoteError::NoSignature(_))
         ));
         let vkey = signer.verifier_key();
-        let (name_and_id, key) = vkey.rsplit_once('+').unwrap();
-        assert_eq!(name_and_id, format!("interlock.example.gov/audit+{}", hex::encode(signer.key_id())));
+        let mut parts = vkey.splitn(3, '+');
+        let (name, id, key) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        assert_eq!((name, id.to_owned()), ("interlock.example.gov/audit", hex::encode(signer.key_id())));
+        assert_eq!(
+            parse_verifier_key(&vkey),
+            Some(("interlock.example.gov/audit".into(), signer.public_key()))
+        );
+        assert_eq!(parse_verifier_key(&vkey.replacen('+', "+0", 1)), None);
+        // Keys whose base64 holds a '+' parse too.
+        let plus = (0u8..=255)
+            .map(|b| NoteSigner::new(&[b; 32], "o"))
+            .find(|s| s.verifier_key().matches('+').count() > 2);
+        let plus = plus.unwrap();
+        assert_eq!(parse_verifier_key(&plus.verifier_key()), Some(("o".into(), plus.public_key())));
         let key = STANDARD.decode(key).unwrap();
         assert_eq!((key[0], &key[1..]), (ED25519_TYPE, signer.public_key().as_bytes().as_slice()));
     }
