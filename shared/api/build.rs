@@ -24,6 +24,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // RPCs whose issue has not landed answer UNIMPLEMENTED; the serve crate names the issue.
         .generate_default_stubs(true)
+        // The audit leaf encoding writes `details` in key order (event.proto); a BTreeMap makes
+        // prost's encoding exactly that, where a HashMap would hash differently on every run.
+        .btree_map(".interlock.audit.v1.AuditEvent.details")
         .file_descriptor_set_path(&descriptor)
         .compile_protos(&files, &[proto_root, well_known])?;
     Ok(())

@@ -107,6 +107,24 @@ pub struct ServeConfig {
     /// watch desk is alerted, in seconds.
     #[arg(long, env = "INTERLOCK_ESCALATION_AFTER_SECONDS", default_value_t = 1800)]
     pub escalation_after_seconds: u64,
+    /// Base64 of the 32-byte Ed25519 seed that signs audit checkpoints (audit only; the same on
+    /// every replica). When unset, one is generated and kept in `<data-dir>/audit-signing.key`.
+    #[arg(long, env = "INTERLOCK_AUDIT_SIGNING_KEY", hide_env_values = true)]
+    pub audit_signing_key: Option<String>,
+
+    /// The audit log's origin: the first line and key name of every signed checkpoint.
+    #[arg(long, env = "INTERLOCK_AUDIT_ORIGIN", default_value = "interlock.local/audit")]
+    pub audit_origin: String,
+
+    /// Longest time between an audit event becoming durable and a signed checkpoint covering it,
+    /// in milliseconds.
+    #[arg(long, env = "INTERLOCK_AUDIT_CHECKPOINT_INTERVAL_MS", default_value_t = 1000)]
+    pub audit_checkpoint_interval_ms: u64,
+
+    /// How long audit event bodies are kept, in days (CJIS asks for at least a year); leaf hashes
+    /// are kept forever.
+    #[arg(long, env = "INTERLOCK_AUDIT_RETENTION_DAYS", default_value_t = 365)]
+    pub audit_retention_days: u64,
 
     /// Lifetime of access tokens, in seconds.
     #[arg(long, env = "INTERLOCK_TOKEN_TTL_SECONDS", default_value_t = 900)]
@@ -157,6 +175,10 @@ impl fmt::Display for ServeConfig {
         )?;
         writeln!(f, "escalation after       {}s", self.escalation_after_seconds)?;
         writeln!(f, "token ttl              {}s", self.token_ttl_seconds)?;
+        writeln!(f, "audit signing key      {}", secret(&self.audit_signing_key))?;
+        writeln!(f, "audit origin           {}", self.audit_origin)?;
+        writeln!(f, "audit checkpoints      every {}ms", self.audit_checkpoint_interval_ms)?;
+        writeln!(f, "audit retention        {} days", self.audit_retention_days)?;
         writeln!(f, "shutdown grace         {}s", self.shutdown_grace_seconds)?;
         write!(
             f,

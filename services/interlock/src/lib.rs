@@ -4,6 +4,7 @@
 //! health, reflection, tracing and authentication, whether that is the whole mesh on the embedded
 //! default or one service of a Kubernetes deployment.
 
+pub mod audit_cli;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -19,6 +19,17 @@ enum Command {
     Demo(Box<ServeConfig>),
     #[command(flatten)]
     Operator(Box<interlock::cli::OperatorCommand>),
+    /// Verify or export the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the tree from the audit database and check it against every signed checkpoint.
+    Verify(interlock::audit_cli::VerifyArgs),
+    /// Stream the events the caller may see as NDJSON or CSV (for compliance reviews).
+    Export(interlock::audit_cli::ExportArgs),
 }
 
 #[tokio::main]
@@ -36,6 +47,8 @@ async fn main() -> anyhow::Result<()> {
             telemetry.shutdown();
             outcome
         }
+        Command::Audit(AuditCommand::Verify(args)) => interlock::audit_cli::verify(args).await,
+        Command::Audit(AuditCommand::Export(args)) => interlock::audit_cli::export(args).await,
         Command::Demo(mut config) => {
             // The demo talks to the user on standard output; only warnings go to the log.
             config.listen = "127.0.0.1:0".parse()?;

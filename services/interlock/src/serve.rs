@@ -10,6 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use interlock_api::audit::v1::audit_service_client::AuditServiceClient;
 use interlock_api::registry::v1::authentication_service_client::AuthenticationServiceClient;
+use interlock_audit::{Audit, AuditConfig};
 use interlock_audit_client::{Outbox, relay};
 use interlock_auth::{
     AuthLayer, Authenticator, TokenSource, generate_secret, mesh_channel, sync_revocations,
@@ -74,6 +75,7 @@ impl Mesh {
         let mut bootstrap_admin_secret = None;
         let mut outboxes: Vec<Arc<dyn Outbox>> = Vec::new();
         let mut followers = Vec::new();
+        let mut audit = None;
         for service in config.service.services() {
             let url = match &config.database_url {
                 Some(url) => url.clone(),
@@ -84,6 +86,7 @@ impl Mesh {
             let migrations = match service {
                 ServiceKind::Registry => &interlock_registry::store::MIGRATIONS,
                 ServiceKind::Deconfliction => &interlock_deconfliction::store::MIGRATIONS,
+                ServiceKind::Audit => &interlock_audit::store::MIGRATIONS,
                 _ => &Migrations::NONE,
             };
             let database = Database::open(&url, migrations).await?;
@@ -95,7 +98,11 @@ impl Mesh {
                         &config.data_dir.join("bootstrap-admin.secret"),
                         generate_secret,
                     )?;
-                    let seed = signing_seed(&config)?;
+                    let seed = ed25519_seed(
+                        config.token_signing_key.as_deref(),
+                        &config.data_dir.join("token-signing.key"),
+                        "token signing key",
+                    )?;
                     let registry = Registry::new(
                         store,
                         RegistryConfig {
@@ -145,7 +152,32 @@ impl Mesh {
                     outboxes.push(Arc::new(DeconflictionOutbox(store)));
                     followers.push(deconfliction);
                 }
-                ServiceKind::Audit => interlock_audit::add_services(&mut routes),
+                ServiceKind::Audit => {
+                    let service = Audit::new(
+                        interlock_audit::store::on(database.clone()),
+                        AuditConfig {
+                            signing_seed: ed25519_seed(
+                                config.audit_signing_key.as_deref(),
+                                &config.data_dir.join("audit-signing.key"),
+                                "audit signing key",
+                            )?,
+                            origin: config.audit_origin.clone(),
+                            checkpoint_interval: Duration::from_millis(
+                                config.audit_checkpoint_interval_ms.max(10),
+                            ),
+                            retention: Duration::from_secs(
+                                config.audit_retention_days.saturating_mul(86_400),
+                            ),
+                        },
+                    );
+                    // The empty tree is signed on first start, so a latest checkpoint always exists.
+                    service
+                        .publish_checkpoint()
+                        .await
+                        .context("cannot publish the first audit checkpoint")?;
+                    service.add_services(&mut routes);
+                    audit = Some(service);
+                }
                 ServiceKind::All => unreachable!("services() expands All"),
             }
             databases.push((service, database));
@@ -174,6 +206,9 @@ impl Mesh {
         ];
         for deconfliction in followers {
             background.push(tokio::spawn(deconfliction.follow(stopped.clone())));
+        }
+        if let Some(audit) = audit {
+            background.push(tokio::spawn(audit.run_background(stopped.clone())));
         }
         let audit_address = config.audit_address.clone().unwrap_or_else(|| own.clone());
         for outbox in outboxes {
@@ -326,20 +361,16 @@ pub fn service_names(service: ServiceKind) -> &'static [&'static str] {
     }
 }
 
-fn signing_seed(config: &ServeConfig) -> anyhow::Result<[u8; 32]> {
-    let encoded = secret_from_config_or_file(
-        config.token_signing_key.as_deref(),
-        &config.data_dir.join("token-signing.key"),
-        || {
-            let mut seed = [0u8; 32];
-            rand::Rng::fill(&mut rand::rng(), &mut seed);
-            STANDARD.encode(seed)
-        },
-    )?;
-    let bytes = STANDARD.decode(encoded.trim()).context("the token signing key is not base64")?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("the token signing key must be 32 bytes (base64 of an Ed25519 seed)"))
+/// An Ed25519 seed (base64 of 32 bytes) from configuration, else from `file`, else generated and
+/// kept there; `what` names it in errors.
+fn ed25519_seed(configured: Option<&str>, file: &Path, what: &str) -> anyhow::Result<[u8; 32]> {
+    let encoded = secret_from_config_or_file(configured, file, || {
+        let mut seed = [0u8; 32];
+        rand::Rng::fill(&mut rand::rng(), &mut seed);
+        STANDARD.encode(seed)
+    })?;
+    let bytes = STANDARD.decode(encoded.trim()).with_context(|| format!("the {what} is not base64"))?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("the {what} must be 32 bytes (base64 of an Ed25519 seed)"))
 }
 
 /// A secret from configuration, else from `file`, else generated and written to `file` readable

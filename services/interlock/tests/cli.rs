@@ -278,12 +278,12 @@ async fn operators_register_agencies_and_the_parties_sign_an_agreement() {
     );
 
     let half = ok(url, &dea, &["agreements", "sign", &id, "--version", "1"]).await.stdout;
-    assert!(half.starts_with("signed version 1 for DEA by chief at "), "{half}");
+    assert!(half.starts_with("signed version 1 for DEA by agencies/DEA/users/chief at "), "{half}");
     assert!(half.contains("awaiting signature  ICE\n"), "{half}");
     let active =
         ok(url, &ice, &["agreements", "sign", &id, "--version", "1", "--output", "json"]).await.json();
     assert_eq!(active["state"], "active");
-    assert_eq!(active["signature"]["user"], "chief");
+    assert_eq!(active["signature"]["user"], "agencies/ICE/users/chief");
     assert_eq!(active["signature"]["agency"], "agencies/ICE");
     let signers: Vec<&str> =
         active["signatures"].as_array().unwrap().iter().map(|s| s["agency"].as_str().unwrap()).collect();
@@ -292,7 +292,7 @@ async fn operators_register_agencies_and_the_parties_sign_an_agreement() {
 
     let shown = ok(url, &ice, &["agreements", "get", &id]).await.stdout;
     assert!(shown.contains("state               active\n"), "{shown}");
-    assert!(shown.contains("signed              ICE v1 by chief at "), "{shown}");
+    assert!(shown.contains("signed              ICE v1 by agencies/ICE/users/chief at "), "{shown}");
     let listed = ok(url, &ice, &["agreements", "list"]).await.stdout;
     assert!(row(&listed, &id).contains("active  1        DEA:both, ICE:both"), "{listed}");
     let versions = ok(url, &dea, &["agreements", "versions", &id, "--output", "json"]).await.json();
