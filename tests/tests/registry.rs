@@ -723,3 +723,69 @@ async fn the_center_administrator_issues_operator_credentials_but_not_agency_one
         assert!(!text.contains(&issued.secret), "{file} holds a plaintext secret");
     }
 }
+
+/// Every registry change and logon reaches the audit log: the outbox drains, and the center
+/// auditor finds the events.
+#[tokio::test]
+async fn registry_changes_and_logons_reach_the_audit_log() {
+    use interlock_api::audit::v1::audit_service_client::AuditServiceClient;
+    use interlock_api::audit::v1::{Action, EventFilter, ListEventsRequest};
+
+    let server = TestServer::all_in_one().await;
+    let admin = server.admin_channel().await;
+    AgencyServiceClient::new(admin.clone())
+        .create_agency(CreateAgencyRequest {
+            agency: Some(agency("DEA", "Drug Enforcement Administration")),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let wrong = token(&server.url(), "agencies/INTERLOCK/credentials/bootstrap-admin", "ilk_wrong").await;
+    assert!(wrong.is_err());
+
+    let store = interlock_registry::store::on(
+        interlock_storage::Database::open(
+            &format!("sqlite://{}", server.data.path().join("registry.db").display()),
+            &interlock_registry::store::MIGRATIONS,
+        )
+        .await
+        .unwrap(),
+    );
+    let started = Instant::now();
+    while !store.pending_audit_events(10).await.unwrap().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the registry's outbox does not drain");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let auditor = InterceptedService::new(
+        channel(&server.url()).await,
+        CallerMetadata::bearer(server.admin_token().await)
+            .on_behalf_of("auditor", CallPurpose::Investigation),
+    );
+    let events = AuditServiceClient::new(auditor.clone())
+        .list_events(ListEventsRequest {
+            filter: Some(EventFilter { resource_owner: "agencies/DEA".into(), ..EventFilter::default() }),
+            page_size: 100,
+            ..ListEventsRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert!(events.iter().any(
+        |e| e.action == Action::Create as i32 && e.resources.iter().any(|r| r.resource == "agencies/DEA")
+    ));
+    let failures = AuditServiceClient::new(auditor)
+        .list_events(ListEventsRequest {
+            filter: Some(EventFilter {
+                actions: vec![Action::LogonFailure as i32],
+                ..EventFilter::default()
+            }),
+            page_size: 100,
+            ..ListEventsRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(failures.len(), 1, "the failed logon is audited once");
+}

@@ -144,8 +144,14 @@ impl Deconfliction {
         &self,
         caller: &Caller,
         method: &str,
-        batch: Vec<(Registration, Option<i64>, Option<String>)>,
+        mut batch: Vec<(Registration, Option<i64>, Option<String>)>,
     ) -> Result<Vec<Registered>> {
+        // Numbers first, so the audit events written with the registrations can name them.
+        for (registration, _, _) in &mut batch {
+            if registration.number.is_empty() {
+                registration.number = self.store.next_number(year(now_micros())).await?;
+            }
+        }
         let _writing = self.writing.lock().await;
         for _ in 0..STALE_RETRIES {
             self.catch_up().await?;

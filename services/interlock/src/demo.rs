@@ -202,10 +202,10 @@ pub async fn run(mut config: ServeConfig) -> anyhow::Result<()> {
         .await?;
     println!("   DEA resumes it: DEA–ICE is ACTIVE again");
 
+    deconfliction_part(&agencies).await?;
+
     step("Next in the scenario");
-    println!("   ICE's records shared under these agreements (issue #4), deconfliction of a shared phone");
-    println!("   and an overlapping raid (issue #5), and the verified audit log (issue #6) join this demo");
-    println!("   as their issues land.");
+    println!("   ICE's records shared under these agreements (issue #4) join this demo as that issue lands.");
 
     mesh.shutdown().await?;
     Ok(())
@@ -390,4 +390,164 @@ async fn print_grants(admin: &Authed, consumer: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// ICE and DEA on the same phone; an ATF raid planned on top of an FBI surveillance.
+async fn deconfliction_part(agencies: &BTreeMap<&str, Authed>) -> anyhow::Result<()> {
+    use interlock_api::common::v1::{Selector, SelectorKind};
+    use interlock_api::deconfliction::v1 as dx;
+    use interlock_api::deconfliction::v1::deconfliction_service_client::DeconflictionServiceClient;
+
+    let client = |code: &str| DeconflictionServiceClient::new(agencies[code].clone());
+    let desk = |code: &str, name: &str| {
+        Some(Contact {
+            name: format!("{code} {name}"),
+            phone: "+12145550100".into(),
+            email: String::new(),
+            around_the_clock: true,
+        })
+    };
+    let phone =
+        |value: &str| Selector { kind: SelectorKind::Phone as i32, value: value.into(), region: "US".into() };
+
+    step("Deconfliction: DEA and ICE register the same phone, written two different ways");
+    let mut dea_watch =
+        client("DEA").watch_conflicts(dx::WatchConflictsRequest::default()).await?.into_inner();
+    let dea = client("DEA")
+        .create_target(dx::CreateTargetRequest {
+            target: Some(dx::Target {
+                case_reference: "DEA-DAL-2026-17".into(),
+                case_agent: desk("DEA", "SA Rivera"),
+                duty_desk: desk("DEA", "Dallas Duty Desk"),
+                officer_safety_flags: vec![dx::OfficerSafetyFlag::ArmedAndDangerous as i32],
+                selectors: vec![phone("(214) 555-0147")],
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await?
+        .into_inner();
+    let dea_number = dea.target.map(|t| t.deconfliction_number).unwrap_or_default();
+    println!("   DEA registers (214) 555-0147 → {dea_number}: {}", receipt(dea.status));
+    let ice = client("ICE")
+        .create_target(dx::CreateTargetRequest {
+            target: Some(dx::Target {
+                case_reference: "ICE-HSI-2026-88".into(),
+                case_agent: desk("ICE", "SA Chen"),
+                duty_desk: desk("ICE", "HSI Dallas Duty Desk"),
+                selectors: vec![phone("+1 214 555 0147")],
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await?
+        .into_inner();
+    println!("   ICE registers +1 214 555 0147 → {}", receipt(ice.status));
+    for conflict in &ice.conflicts {
+        print_other_side("ICE", conflict);
+    }
+    if let Ok(Ok(Some(event))) = tokio::time::timeout(Duration::from_secs(5), dea_watch.message()).await {
+        println!(
+            "   DEA's watch receives {} for {}",
+            event_name(event.event_type),
+            event.conflict.map(|c| c.name).unwrap_or_default()
+        );
+    }
+    println!("   neither side sees the other's case; the hub stored only keyed digests of the number");
+
+    step("Event deconfliction: ATF plans a raid 500 m from an FBI surveillance, at the same time");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let at = |minutes: i64| Some(prost_types::Timestamp { seconds: now + minutes * 60, nanos: 0 });
+    let operation = |case: &str, kind: dx::OperationType, latitude: f64, start: i64, end: i64, code: &str| {
+        dx::Operation {
+            case_reference: case.into(),
+            operation_type: kind as i32,
+            location: Some(dx::OperationLocation { latitude, longitude: -96.797, ..Default::default() }),
+            radius_meters: 300,
+            start_time: at(start),
+            end_time: at(end),
+            case_agent: desk(code, "case agent"),
+            duty_desk: desk(code, "Duty Desk"),
+            officer_count: 12,
+            undercover_officers_present: code == "FBI",
+            ..Default::default()
+        }
+    };
+    let fbi = client("FBI")
+        .create_operation(dx::CreateOperationRequest {
+            operation: Some(operation(
+                "FBI-DL-2026-5",
+                dx::OperationType::Surveillance,
+                32.7812,
+                60,
+                600,
+                "FBI",
+            )),
+            request_id: String::new(),
+        })
+        .await?
+        .into_inner();
+    println!("   FBI surveillance (undercover officers present) → {}", receipt(fbi.status));
+    let atf = client("ATF")
+        .create_operation(dx::CreateOperationRequest {
+            operation: Some(operation("ATF-DAL-2026-3", dx::OperationType::Raid, 32.7767, 90, 150, "ATF")),
+            request_id: String::new(),
+        })
+        .await?
+        .into_inner();
+    println!("   ATF raid → {}", receipt(atf.status));
+    for conflict in &atf.conflicts {
+        print_other_side("ATF", conflict);
+    }
+    Ok(())
+}
+
+fn receipt(status: i32) -> &'static str {
+    interlock_api::deconfliction::v1::ReceiptStatus::try_from(status)
+        .map_or("?", |s| s.as_str_name().trim_start_matches("RECEIPT_STATUS_"))
+}
+
+fn event_name(event_type: i32) -> &'static str {
+    interlock_api::deconfliction::v1::ConflictEventType::try_from(event_type)
+        .map_or("?", |e| e.as_str_name().trim_start_matches("CONFLICT_EVENT_TYPE_"))
+}
+
+fn print_other_side(viewer: &str, conflict: &interlock_api::deconfliction::v1::Conflict) {
+    use interlock_api::deconfliction::v1::conflict_match::Match;
+    for party in conflict.parties.iter().filter(|p| !p.caller) {
+        let desk = party.duty_desk.clone().unwrap_or_default();
+        let flags: Vec<&str> = party
+            .officer_safety_flags
+            .iter()
+            .filter_map(|f| interlock_api::deconfliction::v1::OfficerSafetyFlag::try_from(*f).ok())
+            .map(|f| f.as_str_name().trim_start_matches("OFFICER_SAFETY_FLAG_"))
+            .collect();
+        println!(
+            "   {viewer} is told to call {} {} ({}) — {} {}{}{}",
+            party.agency.trim_start_matches("agencies/"),
+            party.deconfliction_number,
+            conflict.name,
+            desk.name,
+            desk.phone,
+            if flags.is_empty() { String::new() } else { format!(", officer safety: {}", flags.join(", ")) },
+            if party.undercover_officers_present { ", undercover officers present" } else { "" },
+        );
+    }
+    for found in &conflict.matches {
+        match &found.r#match {
+            Some(Match::Selector(selector)) => {
+                let kind = interlock_api::common::v1::SelectorKind::try_from(selector.kind)
+                    .map_or("?", |k| k.as_str_name().trim_start_matches("SELECTOR_KIND_"));
+                println!("      matched on: the same {kind}");
+            }
+            Some(Match::Proximity(p)) => println!(
+                "      matched on: {:.0} m apart (combined radius {:.0} m), overlapping in time",
+                p.distance_meters, p.combined_radius_meters
+            ),
+            Some(Match::Person(p)) => {
+                println!("      matched on: a person, score {:.2} ({})", p.score, p.reason)
+            }
+            None => {}
+        }
+    }
 }

@@ -36,7 +36,10 @@ pub fn event(
     action: Action,
     caller: Option<&Caller>,
 ) -> EventBuilder {
-    let (trace_id, span_id) = interlock_telemetry::current_trace_ids().unwrap_or_default();
+    // Without a sampled trace (telemetry off), the event still gets a fresh W3C trace id so
+    // that it is well formed and its parts can be correlated in logs.
+    let (trace_id, span_id) = interlock_telemetry::current_trace_ids()
+        .unwrap_or_else(|| (uuid::Uuid::new_v4().simple().to_string(), String::new()));
     let mut event = AuditEvent {
         event_id: uuid::Uuid::now_v7().to_string(),
         time: Some(timestamp_from_micros(now_micros())),

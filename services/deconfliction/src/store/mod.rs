@@ -92,6 +92,10 @@ pub trait DeconflictionStore: Send + Sync + 'static {
     async fn index_changes_after(&self, revision: i64, limit: u32) -> Result<Vec<(i64, i64)>>;
     async fn latest_index_revision(&self) -> Result<i64>;
 
+    /// The next deconfliction number of `year`, `DX-{year}-{NNNNNN}`. Numbers are unique; one
+    /// taken by a registration that then fails is not reused.
+    async fn next_number(&self, year: i32) -> Result<String>;
+
     /// Commits registrations and their conflicts if the index feed is still at
     /// `index_revision`; `Error::Stale` otherwise. Each conflict also queues a DETECTED event
     /// for both agencies.

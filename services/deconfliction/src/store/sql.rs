@@ -139,6 +139,13 @@ macro_rules! sql_store {
                 Ok(sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM index_changes").fetch_one(&self.pool).await?)
             }
 
+            async fn next_number(&self, year: i32) -> Result<String> {
+                let mut tx = $begin(&self.pool).await?;
+                let value = next_counter(&mut tx, &format!("DX-{year}")).await?;
+                tx.commit().await?;
+                Ok(format!("DX-{year}-{value:06}"))
+            }
+
             async fn commit_registrations(
                 &self,
                 index_revision: i64,
@@ -175,7 +182,7 @@ macro_rules! sql_store {
                             expected + 1
                         }
                         None => {
-                            if registration.kind != Kind::Record {
+                            if registration.number.is_empty() {
                                 let value = next_counter(&mut tx, &format!("DX-{year}")).await?;
                                 registration.number = format!("DX-{year}-{value:06}");
                             }

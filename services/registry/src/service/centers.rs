@@ -32,8 +32,9 @@ impl Registry {
         }
         let mut commit = Commit::default();
         commit.insert(&center, request_id);
-        let event =
-            self.audit(&method("CreateCenter"), Action::Create, Some(caller)).resource(center.name(), vec![]);
+        let event = self
+            .audit(&method("CreateCenter"), Action::Create, Some(caller))
+            .resource(center.name(), vec![agency_name(crate::OPERATOR_AGENCY)]);
         self.commit_audited(commit, event).await?;
         Ok(Versioned { value: center, revision: 1 })
     }
@@ -82,7 +83,9 @@ impl Registry {
                 Ok(())
             },
             |center| {
-                let event = self.audit(&method(rpc), action, Some(caller)).resource(center.name(), vec![]);
+                let event = self
+                    .audit(&method(rpc), action, Some(caller))
+                    .resource(center.name(), vec![agency_name(crate::OPERATOR_AGENCY)]);
                 match affected_agency {
                     Some(agency) => event.resource(agency_name(agency), vec![agency_name(agency)]),
                     None => event,
