@@ -254,21 +254,35 @@ impl DeconflictionApi {
     }
 }
 
-fn check_case_reference(case: &str, field: &str, violations: &mut FieldViolations) {
-    violations.check(case.is_empty(), field, "is required: the case this registration belongs to");
-    violations.check(case.chars().count() > 100, field, "must be at most 100 characters");
+/// What a create answers: the registration (the first one, for a retried request id), its
+/// receipt status and its conflicts as the caller sees them.
+struct Receipt {
+    registration: Registration,
+    revision: i64,
+    open: i32,
+    status: ReceiptStatus,
+    conflicts: Vec<interlock_api::deconfliction::v1::Conflict>,
 }
 
-#[tonic::async_trait]
-impl DeconflictionService for DeconflictionApi {
-    async fn create_target(
+/// Paging and filters of a List of the caller's own registrations.
+struct Page<'a> {
+    size: i32,
+    token: &'a str,
+    case: &'a str,
+    states: &'a [i32],
+}
+
+impl DeconflictionApi {
+    /// Registers what `build` checked, or returns the registration a retry of `request_id` made.
+    async fn create(
         &self,
-        request: Request<CreateTargetRequest>,
-    ) -> Result<Response<CreateTargetResponse>, Status> {
-        let caller = Caller::of(&request)?.clone();
-        agency_member(&caller)?;
-        let request = request.into_inner();
-        let request_id = Some(request.request_id).filter(|id| !id.is_empty());
+        caller: &Caller,
+        request_id: String,
+        rpc: &str,
+        build: impl FnOnce(&mut FieldViolations) -> Registration,
+    ) -> Result<Receipt, Status> {
+        agency_member(caller)?;
+        let request_id = Some(request_id).filter(|id| !id.is_empty());
         if let Some(id) = &request_id
             && let Some((existing, revision)) =
                 self.service.store.registration_by_request(&caller.agency, id).await.map_err(Status::from)?
@@ -282,38 +296,96 @@ impl DeconflictionService for DeconflictionApi {
                 .into_iter()
                 .map(|(c, _)| c)
                 .collect();
-            let open = self.open_conflicts(&existing).await;
             let status = if conflicts.is_empty() {
                 ReceiptStatus::AcceptedWithoutConflict
             } else {
                 ReceiptStatus::AcceptedWithConflict
             };
-            return Ok(Response::new(CreateTargetResponse {
-                target: Some(render::target(&existing, revision, open, now_micros())),
-                status: status as i32,
+            return Ok(Receipt {
+                open: self.open_conflicts(&existing).await,
+                registration: existing,
+                revision,
+                status,
                 conflicts: self.render_conflicts(&conflicts, &caller.agency).await,
-            }));
+            });
         }
-        let target = request.target.unwrap_or_default();
         let mut violations = FieldViolations::new();
-        let registration = self.target(&caller, &target, "target.", &mut violations);
+        let registration = build(&mut violations);
         violations.into_result()?;
         let registered = self
             .service
-            .register(&caller, &format!("{SERVICE}CreateTarget"), vec![(registration, None, request_id)])
+            .register(caller, &format!("{SERVICE}{rpc}"), vec![(registration, None, request_id)])
             .await
             .map_err(Status::from)?;
         let registered =
             registered.into_iter().next().ok_or_else(|| Status::internal("registration vanished"))?;
-        Ok(Response::new(CreateTargetResponse {
-            target: Some(render::target(
-                &registered.registration,
-                registered.revision,
-                registered.conflicts.len() as i32,
-                now_micros(),
-            )),
-            status: status_for(&registered) as i32,
+        Ok(Receipt {
+            status: status_for(&registered),
+            open: registered.conflicts.len() as i32,
             conflicts: self.render_conflicts(&registered.conflicts, &caller.agency).await,
+            registration: registered.registration,
+            revision: registered.revision,
+        })
+    }
+
+    /// One page of the caller's own registrations of `kind`, rendered and filtered by state.
+    async fn list_own<T>(
+        &self,
+        caller: &Caller,
+        kind: &str,
+        page: Page<'_>,
+        render: fn(&Registration, i64, i32, i64) -> T,
+        state: fn(&T) -> i32,
+    ) -> Result<(Vec<T>, String), Status> {
+        let limit = page_size(page.size, 50, 500)?;
+        let after: i64 = PageToken::decode(page.token)?.unwrap_or(0);
+        let case = Some(page.case).filter(|c| !c.is_empty());
+        let listed = self
+            .service
+            .store
+            .list_registrations(&caller.agency, kind, case, after, limit + 1)
+            .await
+            .map_err(Status::from)?;
+        let next_page_token = if listed.len() > limit as usize {
+            PageToken::encode(&listed[limit as usize - 1].0.id)
+        } else {
+            String::new()
+        };
+        let now = now_micros();
+        let mut rendered = Vec::new();
+        for (registration, revision) in listed.into_iter().take(limit as usize) {
+            let item = render(&registration, revision, self.open_conflicts(&registration).await, now);
+            if page.states.is_empty() || page.states.contains(&state(&item)) {
+                rendered.push(item);
+            }
+        }
+        Ok((rendered, next_page_token))
+    }
+}
+
+fn check_case_reference(case: &str, field: &str, violations: &mut FieldViolations) {
+    violations.check(case.is_empty(), field, "is required: the case this registration belongs to");
+    violations.check(case.chars().count() > 100, field, "must be at most 100 characters");
+}
+
+#[tonic::async_trait]
+impl DeconflictionService for DeconflictionApi {
+    async fn create_target(
+        &self,
+        request: Request<CreateTargetRequest>,
+    ) -> Result<Response<CreateTargetResponse>, Status> {
+        let caller = Caller::of(&request)?.clone();
+        let request = request.into_inner();
+        let target = request.target.unwrap_or_default();
+        let receipt = self
+            .create(&caller, request.request_id, "CreateTarget", |violations| {
+                self.target(&caller, &target, "target.", violations)
+            })
+            .await?;
+        Ok(Response::new(CreateTargetResponse {
+            target: Some(render::target(&receipt.registration, receipt.revision, receipt.open, now_micros())),
+            status: receipt.status as i32,
+            conflicts: receipt.conflicts,
         }))
     }
 
@@ -336,29 +408,14 @@ impl DeconflictionService for DeconflictionApi {
     ) -> Result<Response<ListTargetsResponse>, Status> {
         let caller = Caller::of(&request)?.clone();
         let request = request.into_inner();
-        let limit = page_size(request.page_size, 50, 500)?;
-        let after: i64 = PageToken::decode(&request.page_token)?.unwrap_or(0);
-        let case = Some(request.case_reference.as_str()).filter(|c| !c.is_empty());
-        let listed = self
-            .service
-            .store
-            .list_registrations(&caller.agency, "target", case, after, limit + 1)
-            .await
-            .map_err(Status::from)?;
-        let next_page_token = if listed.len() > limit as usize {
-            PageToken::encode(&listed[limit as usize - 1].0.id)
-        } else {
-            String::new()
+        let page = Page {
+            size: request.page_size,
+            token: &request.page_token,
+            case: &request.case_reference,
+            states: &request.states,
         };
-        let now = now_micros();
-        let mut targets = Vec::new();
-        for (registration, revision) in listed.into_iter().take(limit as usize) {
-            let rendered =
-                render::target(&registration, revision, self.open_conflicts(&registration).await, now);
-            if request.states.is_empty() || request.states.contains(&rendered.state) {
-                targets.push(rendered);
-            }
-        }
+        let (targets, next_page_token) =
+            self.list_own(&caller, "target", page, render::target, |t| t.state).await?;
         Ok(Response::new(ListTargetsResponse { targets, next_page_token }))
     }
 
@@ -500,53 +557,22 @@ impl DeconflictionService for DeconflictionApi {
         request: Request<CreateOperationRequest>,
     ) -> Result<Response<CreateOperationResponse>, Status> {
         let caller = Caller::of(&request)?.clone();
-        agency_member(&caller)?;
         let request = request.into_inner();
-        let request_id = Some(request.request_id).filter(|id| !id.is_empty());
-        if let Some(id) = &request_id
-            && let Some((existing, revision)) =
-                self.service.store.registration_by_request(&caller.agency, id).await.map_err(Status::from)?
-        {
-            let conflicts: Vec<Conflict> = self
-                .service
-                .store
-                .conflicts_of(existing.id)
-                .await
-                .map_err(Status::from)?
-                .into_iter()
-                .map(|(c, _)| c)
-                .collect();
-            let status = if conflicts.is_empty() {
-                ReceiptStatus::AcceptedWithoutConflict
-            } else {
-                ReceiptStatus::AcceptedWithConflict
-            };
-            return Ok(Response::new(CreateOperationResponse {
-                operation: Some(render::operation(&existing, revision, conflicts.len() as i32, now_micros())),
-                status: status as i32,
-                conflicts: self.render_conflicts(&conflicts, &caller.agency).await,
-            }));
-        }
         let operation = request.operation.unwrap_or_default();
-        let mut violations = FieldViolations::new();
-        let registration = self.operation(&caller, &operation, "operation.", &mut violations);
-        violations.into_result()?;
-        let registered = self
-            .service
-            .register(&caller, &format!("{SERVICE}CreateOperation"), vec![(registration, None, request_id)])
-            .await
-            .map_err(Status::from)?;
-        let registered =
-            registered.into_iter().next().ok_or_else(|| Status::internal("registration vanished"))?;
+        let receipt = self
+            .create(&caller, request.request_id, "CreateOperation", |violations| {
+                self.operation(&caller, &operation, "operation.", violations)
+            })
+            .await?;
         Ok(Response::new(CreateOperationResponse {
             operation: Some(render::operation(
-                &registered.registration,
-                registered.revision,
-                registered.conflicts.len() as i32,
+                &receipt.registration,
+                receipt.revision,
+                receipt.open,
                 now_micros(),
             )),
-            status: status_for(&registered) as i32,
-            conflicts: self.render_conflicts(&registered.conflicts, &caller.agency).await,
+            status: receipt.status as i32,
+            conflicts: receipt.conflicts,
         }))
     }
 
@@ -569,29 +595,14 @@ impl DeconflictionService for DeconflictionApi {
     ) -> Result<Response<ListOperationsResponse>, Status> {
         let caller = Caller::of(&request)?.clone();
         let request = request.into_inner();
-        let limit = page_size(request.page_size, 50, 500)?;
-        let after: i64 = PageToken::decode(&request.page_token)?.unwrap_or(0);
-        let case = Some(request.case_reference.as_str()).filter(|c| !c.is_empty());
-        let listed = self
-            .service
-            .store
-            .list_registrations(&caller.agency, "operation", case, after, limit + 1)
-            .await
-            .map_err(Status::from)?;
-        let next_page_token = if listed.len() > limit as usize {
-            PageToken::encode(&listed[limit as usize - 1].0.id)
-        } else {
-            String::new()
+        let page = Page {
+            size: request.page_size,
+            token: &request.page_token,
+            case: &request.case_reference,
+            states: &request.states,
         };
-        let now = now_micros();
-        let mut operations = Vec::new();
-        for (registration, revision) in listed.into_iter().take(limit as usize) {
-            let rendered =
-                render::operation(&registration, revision, self.open_conflicts(&registration).await, now);
-            if request.states.is_empty() || request.states.contains(&rendered.state) {
-                operations.push(rendered);
-            }
-        }
+        let (operations, next_page_token) =
+            self.list_own(&caller, "operation", page, render::operation, |o| o.state).await?;
         Ok(Response::new(ListOperationsResponse { operations, next_page_token }))
     }
 
