@@ -1,6 +1,12 @@
 //! The records service: what agencies contribute, and every read under the signed agreements.
 //!
-//! Its behaviour arrives with issue #4; until then every RPC answers UNIMPLEMENTED naming it.
+//! Reads top-down: [`api`] (gRPC handlers: decode, authorize, map errors) → [`service`]
+//! (orchestration: read, decide, commit with the audit event) → [`domain`] (rules, no I/O) →
+//! [`store`] (sqlx).
+
+pub mod domain;
+pub mod error;
+pub mod store;
 
 use interlock_api::records::v1::records_admin_service_server::{
     RecordsAdminService, RecordsAdminServiceServer,
