@@ -9,12 +9,15 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use interlock_api::audit::v1::audit_service_client::AuditServiceClient;
+use interlock_api::registry::v1::agency_service_client::AgencyServiceClient;
 use interlock_api::registry::v1::authentication_service_client::AuthenticationServiceClient;
+use interlock_api::registry::v1::grant_service_client::GrantServiceClient;
 use interlock_audit_client::{Outbox, relay};
 use interlock_auth::{
     AuthLayer, Authenticator, TokenSource, generate_secret, mesh_channel, sync_revocations,
     sync_verification_keys,
 };
+use interlock_records::{Directory, GrantsCache, Records, RecordsOutbox};
 use interlock_registry::{Registry, RegistryConfig, RegistryOutbox};
 use interlock_storage::{Database, Migrations};
 use interlock_telemetry::ServerTraceLayer;
@@ -67,7 +70,14 @@ impl Mesh {
             ),
         };
 
+        let mesh_tokens = Arc::new(TokenSource::new(
+            &registry_address,
+            interlock_registry::MESH_CREDENTIAL.into(),
+            mesh_secret.clone(),
+        )?);
         let (health, health_service) = tonic_health::server::health_reporter();
+        // Grants caches of the records service, fed by the registry's grant watch once started.
+        let mut grant_caches: Vec<Arc<GrantsCache>> = Vec::new();
         let mut routes = RoutesBuilder::default();
         let mut databases: Vec<(ServiceKind, Database)> = Vec::new();
         let mut bootstrap_admin_secret = None;
@@ -81,6 +91,7 @@ impl Mesh {
             };
             let migrations = match service {
                 ServiceKind::Registry => &interlock_registry::store::MIGRATIONS,
+                ServiceKind::Records => &interlock_records::MIGRATIONS,
                 _ => &Migrations::NONE,
             };
             let database = Database::open(&url, migrations).await?;
@@ -109,7 +120,16 @@ impl Mesh {
                     outboxes.push(Arc::new(RegistryOutbox(registry.store().clone())));
                     bootstrap_admin_secret = Some(admin_secret);
                 }
-                ServiceKind::Records => interlock_records::add_services(&mut routes),
+                ServiceKind::Records => {
+                    let store = interlock_records::store::on(database.clone());
+                    let grants = Arc::new(GrantsCache::default());
+                    let agencies =
+                        AgencyServiceClient::new(mesh_channel(&registry_address, Some(mesh_tokens.clone()))?);
+                    let records = Records::new(store.clone(), grants.clone(), Directory::new(Some(agencies)));
+                    records.add_services(&mut routes);
+                    outboxes.push(Arc::new(RecordsOutbox(store)));
+                    grant_caches.push(grants);
+                }
                 ServiceKind::Deconfliction => interlock_deconfliction::add_services(&mut routes),
                 ServiceKind::Audit => interlock_audit::add_services(&mut routes),
                 ServiceKind::All => unreachable!("services() expands All"),
@@ -125,11 +145,6 @@ impl Mesh {
 
         let authenticator = Arc::new(Authenticator::default());
         let (stop, stopped) = watch::channel(false);
-        let mesh_tokens = Arc::new(TokenSource::new(
-            &registry_address,
-            interlock_registry::MESH_CREDENTIAL.into(),
-            mesh_secret,
-        )?);
         let registry_client = || -> anyhow::Result<_> {
             Ok(AuthenticationServiceClient::new(mesh_channel(&registry_address, Some(mesh_tokens.clone()))?))
         };
@@ -138,6 +153,14 @@ impl Mesh {
             tokio::spawn(sync_revocations(authenticator.clone(), registry_client()?, stopped.clone())),
             tokio::spawn(report_health(health, databases, authenticator.clone(), stopped.clone())),
         ];
+        for grants in grant_caches {
+            let watch = GrantServiceClient::new(mesh_channel(&registry_address, Some(mesh_tokens.clone()))?);
+            background.push(tokio::spawn(interlock_records::service::grants::follow(
+                grants,
+                watch,
+                stopped.clone(),
+            )));
+        }
         let audit_address = config.audit_address.clone().unwrap_or_else(|| own.clone());
         for outbox in outboxes {
             let audit = AuditServiceClient::new(mesh_channel(&audit_address, Some(mesh_tokens.clone()))?);
