@@ -74,6 +74,19 @@ impl Mesh {
 
     /// Rows in the records service's audit outbox (the audit service of issue #6 is not
     /// running, so nothing is delivered out of it during the test).
+    /// Runs one statement on the records database, behind the service's back.
+    async fn execute(&self, statement: &'static str) {
+        if self.database_url.starts_with("sqlite") {
+            let mut c =
+                sqlx::sqlite::SqliteConnectOptions::from_str_url(&self.database_url).connect().await.unwrap();
+            sqlx::query(statement).execute(&mut c).await.unwrap();
+        } else {
+            let mut c =
+                sqlx::postgres::PgConnectOptions::from_str_url(&self.database_url).connect().await.unwrap();
+            sqlx::query(statement).execute(&mut c).await.unwrap();
+        }
+    }
+
     async fn outbox_rows(&self) -> i64 {
         let query = "SELECT COUNT(*) FROM audit_outbox";
         if self.database_url.starts_with("sqlite") {
@@ -508,6 +521,13 @@ async fn expiry_purge_versions_and_bad_input() {
         assert_eq!((purged.purged_count, purged.more_remaining), (1, false));
         assert_eq!(mesh.outbox_rows().await, before + 2, "the call and the purged record");
         assert_eq!(get(&mut ice_records, &expired.name).await.unwrap_err().code(), Code::NotFound);
+
+        // Fail closed: when the read's audit event cannot be written, the data is not returned.
+        mesh.execute("ALTER TABLE audit_outbox RENAME TO audit_outbox_away").await;
+        let refused = get(&mut ice_records, &live.name).await.unwrap_err();
+        assert_eq!((refused.code(), reason(&refused).as_str()), (Code::Unavailable, "AUDIT_UNAVAILABLE"));
+        mesh.execute("ALTER TABLE audit_outbox_away RENAME TO audit_outbox").await;
+        assert!(get(&mut ice_records, &live.name).await.is_ok());
     }
 }
 
