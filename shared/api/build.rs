@@ -22,8 +22,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptor = PathBuf::from(std::env::var("OUT_DIR")?).join("interlock_descriptor.bin");
 
     tonic_prost_build::configure()
-        // RPCs whose issue has not landed answer UNIMPLEMENTED; the serve crate names the issue.
-        .generate_default_stubs(true)
         // The audit leaf encoding writes `details` in key order (event.proto); a BTreeMap makes
         // prost's encoding exactly that, where a HashMap would hash differently on every run.
         .btree_map(".interlock.audit.v1.AuditEvent.details")

@@ -4,9 +4,15 @@
 use clap::Parser;
 use interlock::config::ServeConfig;
 use interlock::serve::Mesh;
-use interlock_api::registry::v1::CreateAccessTokenRequest;
+use interlock_api::common::v1::Contact;
+use interlock_api::registry::v1::agency_service_client::AgencyServiceClient;
 use interlock_api::registry::v1::authentication_service_client::AuthenticationServiceClient;
-use interlock_auth::CallerMetadata;
+use interlock_api::registry::v1::credential_service_client::CredentialServiceClient;
+use interlock_api::registry::v1::{
+    Agency, CreateAccessTokenRequest, CreateAgencyRequest, CreateCredentialRequest, CreateUserRequest,
+    Credential, Role, User,
+};
+use interlock_auth::{CallerMetadata, Purpose};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
@@ -104,6 +110,96 @@ pub async fn token(url: &str, credential: &str, secret: &str) -> Result<String, 
     Ok(response.into_inner().access_token)
 }
 
+/// An agency entry with a 24/7 duty desk.
+pub fn agency(code: &str, name: &str) -> Agency {
+    Agency {
+        code: code.into(),
+        display_name: name.into(),
+        parent_department: "Department of Justice".into(),
+        jurisdiction: "United States".into(),
+        duty_desk: Some(Contact {
+            name: format!("{code} Duty Desk"),
+            phone: "+12025550100".into(),
+            email: format!("desk@{}.example.gov", code.to_lowercase()),
+            around_the_clock: true,
+        }),
+        ..Agency::default()
+    }
+}
+
+/// A channel to `url` acting with `credential` on behalf of `user` for an investigation.
+pub async fn as_credential(
+    registry_url: &str,
+    url: &str,
+    credential: &str,
+    secret: &str,
+    user: &str,
+) -> AuthedChannel {
+    let token = token(registry_url, credential, secret).await.expect("token");
+    let metadata = CallerMetadata::bearer(token).on_behalf_of(user, Purpose::Investigation);
+    InterceptedService::new(channel(url).await, metadata)
+}
+
+/// Issues a credential of agency `code` with `roles`, acting as one of its administrators;
+/// returns (credential name, secret).
+pub async fn issue_credential(
+    admin: &AuthedChannel,
+    code: &str,
+    id: &str,
+    roles: &[Role],
+) -> (String, String) {
+    let issued = CredentialServiceClient::new(admin.clone())
+        .create_credential(CreateCredentialRequest {
+            parent: format!("agencies/{code}"),
+            credential: Some(Credential {
+                credential_id: id.into(),
+                display_name: format!("{code} {id}"),
+                roles: roles.iter().map(|r| *r as i32).collect(),
+                ..Credential::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("issue a credential")
+        .into_inner();
+    (issued.credential.expect("credential").name, issued.secret)
+}
+
+/// Registers an agency (as the center administrator `center_admin`) with its first
+/// administrator credential and an administrator user, and returns a channel to the registry at
+/// `registry_url` acting as that administrator, with its secret.
+pub async fn register(
+    registry_url: &str,
+    center_admin: &AuthedChannel,
+    code: &str,
+    name: &str,
+) -> (AuthedChannel, String) {
+    AgencyServiceClient::new(center_admin.clone())
+        .create_agency(CreateAgencyRequest {
+            agency: Some(agency(code, name)),
+            request_id: format!("create-{code}"),
+        })
+        .await
+        .expect("create agency");
+    let (credential, secret) =
+        issue_credential(center_admin, code, "admin-backend", &[Role::AgencyAdministrator]).await;
+    let channel = as_credential(registry_url, registry_url, &credential, &secret, "chief").await;
+    AgencyServiceClient::new(channel.clone())
+        .create_user(CreateUserRequest {
+            parent: format!("agencies/{code}"),
+            user: Some(User {
+                user_id: "chief".into(),
+                display_name: format!("{code} chief of operations"),
+                roles: vec![Role::AgencyAdministrator as i32],
+                ..User::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("administrator user");
+    (channel, secret)
+}
+
 /// An agency registered with its first administrator credential.
 pub struct Enrolled {
     pub credential: String,
@@ -113,57 +209,22 @@ pub struct Enrolled {
 impl Enrolled {
     /// A channel to `url` acting for this agency on behalf of `user`.
     pub async fn channel(&self, registry: &TestServer, url: &str, user: &str) -> AuthedChannel {
-        let token = token(&registry.url(), &self.credential, &self.secret).await.expect("agency token");
-        let metadata =
-            CallerMetadata::bearer(token).on_behalf_of(user, interlock_auth::Purpose::Investigation);
-        InterceptedService::new(channel(url).await, metadata)
-    }
-}
-
-/// The registry entry for an agency, with a 24/7 duty desk.
-pub fn agency_entry(code: &str, name: &str) -> interlock_api::registry::v1::Agency {
-    interlock_api::registry::v1::Agency {
-        code: code.into(),
-        display_name: name.into(),
-        parent_department: "Department of Justice".into(),
-        jurisdiction: "United States".into(),
-        duty_desk: Some(interlock_api::common::v1::Contact {
-            name: format!("{code} Duty Desk"),
-            phone: "+12025550100".into(),
-            email: format!("desk@{}.example.gov", code.to_lowercase()),
-            around_the_clock: true,
-        }),
-        ..Default::default()
+        as_credential(&registry.url(), url, &self.credential, &self.secret, user).await
     }
 }
 
 /// Registers `code` at `registry` (as the bootstrap administrator) and issues its first
 /// administrator credential.
 pub async fn enroll_agency(registry: &TestServer, code: &str, name: &str) -> Enrolled {
-    use interlock_api::registry::v1::agency_service_client::AgencyServiceClient;
-    use interlock_api::registry::v1::credential_service_client::CredentialServiceClient;
-    use interlock_api::registry::v1::{CreateAgencyRequest, CreateCredentialRequest, Credential, Role};
     let admin = registry.admin_channel().await;
     AgencyServiceClient::new(admin.clone())
         .create_agency(CreateAgencyRequest {
-            agency: Some(agency_entry(code, name)),
+            agency: Some(agency(code, name)),
             request_id: format!("create-{code}"),
         })
         .await
         .expect("create agency");
-    let issued = CredentialServiceClient::new(admin)
-        .create_credential(CreateCredentialRequest {
-            parent: format!("agencies/{code}"),
-            credential: Some(Credential {
-                credential_id: "admin-backend".into(),
-                display_name: format!("{code} administration backend"),
-                roles: vec![Role::AgencyAdministrator as i32],
-                ..Credential::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .expect("first administrator credential")
-        .into_inner();
-    Enrolled { credential: issued.credential.expect("credential").name, secret: issued.secret }
+    let (credential, secret) =
+        issue_credential(&admin, code, "admin-backend", &[Role::AgencyAdministrator]).await;
+    Enrolled { credential, secret }
 }

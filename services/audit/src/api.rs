@@ -301,6 +301,8 @@ type ExportStream = Pin<Box<dyn Stream<Item = Result<ExportEventsResponse, Statu
 
 #[tonic::async_trait]
 impl AuditService for AuditApi {
+    type ExportEventsStream = tonic::codegen::BoxStream<ExportEventsResponse>;
+
     async fn append_events(
         &self,
         request: Request<AppendEventsRequest>,

@@ -370,6 +370,10 @@ fn check_case_reference(case: &str, field: &str, violations: &mut FieldViolation
 
 #[tonic::async_trait]
 impl DeconflictionService for DeconflictionApi {
+    type WatchEscalationsStream = tonic::codegen::BoxStream<WatchEscalationsResponse>;
+
+    type WatchConflictsStream = tonic::codegen::BoxStream<WatchConflictsResponse>;
+
     async fn create_target(
         &self,
         request: Request<CreateTargetRequest>,

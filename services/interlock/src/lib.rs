@@ -8,5 +8,4 @@ pub mod audit_cli;
 pub mod cli;
 pub mod config;
 pub mod demo;
-mod pending;
 pub mod serve;

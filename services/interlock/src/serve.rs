@@ -9,7 +9,9 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use interlock_api::audit::v1::audit_service_client::AuditServiceClient;
+use interlock_api::registry::v1::agency_service_client::AgencyServiceClient;
 use interlock_api::registry::v1::authentication_service_client::AuthenticationServiceClient;
+use interlock_api::registry::v1::grant_service_client::GrantServiceClient;
 use interlock_audit::{Audit, AuditConfig};
 use interlock_audit_client::{Outbox, relay};
 use interlock_auth::{
@@ -17,6 +19,7 @@ use interlock_auth::{
     sync_verification_keys,
 };
 use interlock_deconfliction::{Deconfliction, DeconflictionConfig, DeconflictionOutbox};
+use interlock_records::{Directory, GrantsCache, Records, RecordsOutbox};
 use interlock_registry::{Registry, RegistryConfig, RegistryOutbox};
 use interlock_storage::{Database, Migrations};
 use interlock_telemetry::ServerTraceLayer;
@@ -28,7 +31,6 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::config::{ServeConfig, ServiceKind};
-use crate::pending::PendingRpcLayer;
 
 /// How often the registry's watches look for changes committed by any replica.
 const WATCH_POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -69,7 +71,14 @@ impl Mesh {
             ),
         };
 
+        let mesh_tokens = Arc::new(TokenSource::new(
+            &registry_address,
+            interlock_registry::MESH_CREDENTIAL.into(),
+            mesh_secret.clone(),
+        )?);
         let (health, health_service) = tonic_health::server::health_reporter();
+        // Grants caches of the records service, fed by the registry's grant watch once started.
+        let mut grant_caches: Vec<Arc<GrantsCache>> = Vec::new();
         let mut routes = RoutesBuilder::default();
         let mut databases: Vec<(ServiceKind, Database)> = Vec::new();
         let mut bootstrap_admin_secret = None;
@@ -85,6 +94,7 @@ impl Mesh {
             };
             let migrations = match service {
                 ServiceKind::Registry => &interlock_registry::store::MIGRATIONS,
+                ServiceKind::Records => &interlock_records::MIGRATIONS,
                 ServiceKind::Deconfliction => &interlock_deconfliction::store::MIGRATIONS,
                 ServiceKind::Audit => &interlock_audit::store::MIGRATIONS,
                 _ => &Migrations::NONE,
@@ -119,7 +129,16 @@ impl Mesh {
                     outboxes.push(Arc::new(RegistryOutbox(registry.store().clone())));
                     bootstrap_admin_secret = Some(admin_secret);
                 }
-                ServiceKind::Records => interlock_records::add_services(&mut routes),
+                ServiceKind::Records => {
+                    let store = interlock_records::store::on(database.clone());
+                    let grants = Arc::new(GrantsCache::default());
+                    let agencies =
+                        AgencyServiceClient::new(mesh_channel(&registry_address, Some(mesh_tokens.clone()))?);
+                    let records = Records::new(store.clone(), grants.clone(), Directory::new(Some(agencies)));
+                    records.add_services(&mut routes);
+                    outboxes.push(Arc::new(RecordsOutbox(store)));
+                    grant_caches.push(grants);
+                }
                 ServiceKind::Deconfliction => {
                     let store = interlock_deconfliction::store::on(database.clone());
                     let key_hex = secret_from_config_or_file(
@@ -191,11 +210,6 @@ impl Mesh {
 
         let authenticator = Arc::new(Authenticator::default());
         let (stop, stopped) = watch::channel(false);
-        let mesh_tokens = Arc::new(TokenSource::new(
-            &registry_address,
-            interlock_registry::MESH_CREDENTIAL.into(),
-            mesh_secret,
-        )?);
         let registry_client = || -> anyhow::Result<_> {
             Ok(AuthenticationServiceClient::new(mesh_channel(&registry_address, Some(mesh_tokens.clone()))?))
         };
@@ -210,6 +224,14 @@ impl Mesh {
         if let Some(audit) = audit {
             background.push(tokio::spawn(audit.run_background(stopped.clone())));
         }
+        for grants in grant_caches {
+            let watch = GrantServiceClient::new(mesh_channel(&registry_address, Some(mesh_tokens.clone()))?);
+            background.push(tokio::spawn(interlock_records::service::grants::follow(
+                grants,
+                watch,
+                stopped.clone(),
+            )));
+        }
         let audit_address = config.audit_address.clone().unwrap_or_else(|| own.clone());
         for outbox in outboxes {
             let audit = AuditServiceClient::new(mesh_channel(&audit_address, Some(mesh_tokens.clone()))?);
@@ -220,7 +242,6 @@ impl Mesh {
         let server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .layer(ServerTraceLayer)
-            .layer(PendingRpcLayer)
             .layer(AuthLayer::new(authenticator.clone()))
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(

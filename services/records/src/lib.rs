@@ -1,24 +1,43 @@
 //! The records service: what agencies contribute, and every read under the signed agreements.
 //!
-//! Its behaviour arrives with issue #4; until then every RPC answers UNIMPLEMENTED naming it.
+//! Reads top-down: [`api`] (gRPC handlers: decode, authorize, map errors) → [`service`]
+//! (orchestration: read, decide, commit with the audit event) → [`domain`] (rules, no I/O) →
+//! [`store`] (sqlx).
 
-use interlock_api::records::v1::records_admin_service_server::{
-    RecordsAdminService, RecordsAdminServiceServer,
-};
-use interlock_api::records::v1::records_service_server::{RecordsService, RecordsServiceServer};
+pub mod api;
+pub mod domain;
+pub mod error;
+pub mod service;
+pub mod store;
+
+use std::sync::Arc;
+
 use tonic::service::RoutesBuilder;
+
+pub use service::{Directory, GrantsCache, Records};
+pub use store::MIGRATIONS;
 
 /// The gRPC services this crate serves, for health reporting.
 pub const SERVICE_NAMES: &[&str] =
     &["interlock.records.v1.RecordsService", "interlock.records.v1.RecordsAdminService"];
 
-pub fn add_services(routes: &mut RoutesBuilder) {
-    routes
-        .add_service(RecordsServiceServer::new(Pending))
-        .add_service(RecordsAdminServiceServer::new(Pending));
+impl Records {
+    /// Adds both records gRPC services to `routes`.
+    pub fn add_services(self: &Arc<Self>, routes: &mut RoutesBuilder) {
+        api::add_services(self, routes);
+    }
 }
 
-struct Pending;
+/// The records service's outbox, for the audit relay.
+pub struct RecordsOutbox(pub Arc<dyn store::RecordsStore>);
 
-impl RecordsService for Pending {}
-impl RecordsAdminService for Pending {}
+#[async_trait::async_trait]
+impl interlock_audit_client::Outbox for RecordsOutbox {
+    async fn pending(&self, limit: u32) -> Result<Vec<(i64, Vec<u8>)>, String> {
+        self.0.pending_audit_events(limit).await.map_err(|error| error.to_string())
+    }
+
+    async fn delivered(&self, sequences: &[i64]) -> Result<(), String> {
+        self.0.remove_audit_events(sequences).await.map_err(|error| error.to_string())
+    }
+}

@@ -79,6 +79,25 @@ impl EventBuilder {
         self
     }
 
+    /// A resource read under a sharing agreement: the owners and the agreement (name and version)
+    /// that decided the access.
+    pub fn granted_resource(
+        mut self,
+        name: impl Into<String>,
+        owners: Vec<String>,
+        agreement: &str,
+        agreement_version: i64,
+    ) -> Self {
+        self.event.resources.push(AuditedResource {
+            resource: name.into(),
+            owners,
+            agreement: agreement.to_owned(),
+            agreement_version,
+            ..AuditedResource::default()
+        });
+        self
+    }
+
     pub fn outcome(mut self, outcome: Outcome, error_reason: &str) -> Self {
         self.event.outcome = outcome as i32;
         self.event.error_reason = error_reason.to_owned();

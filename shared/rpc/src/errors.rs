@@ -13,15 +13,6 @@ pub fn status_with_reason(code: Code, reason: &str, message: impl Into<String>) 
     Status::with_error_details(code, message, details)
 }
 
-/// The answer of an RPC whose behaviour belongs to an issue that has not landed yet.
-pub fn unimplemented_until(rpc: &str, issue: u32, what: &str) -> Status {
-    status_with_reason(
-        Code::Unimplemented,
-        "NOT_IMPLEMENTED_YET",
-        format!("{rpc} is not implemented yet: it arrives with issue #{issue} ({what})"),
-    )
-}
-
 /// Collects every problem with a request so the caller can fix them all at once, then becomes an
 /// INVALID_ARGUMENT status with a `BadRequest` detail.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -128,13 +119,5 @@ mod tests {
     #[test]
     fn no_violations_is_ok() {
         assert!(FieldViolations::new().into_result().is_ok());
-    }
-
-    #[test]
-    fn unimplemented_names_the_issue() {
-        let status = unimplemented_until("RecordsService/SearchRecords", 4, "records");
-        assert_eq!(status.code(), Code::Unimplemented);
-        assert!(status.message().contains("issue #4"));
-        assert_eq!(status.get_error_details().error_info().expect("info").reason, "NOT_IMPLEMENTED_YET");
     }
 }

@@ -32,6 +32,8 @@ pub(super) struct AuthenticationApi {
 
 #[tonic::async_trait]
 impl AuthenticationService for AuthenticationApi {
+    type WatchRevocationsStream = tonic::codegen::BoxStream<WatchRevocationsResponse>;
+
     async fn create_access_token(
         &self,
         request: Request<CreateAccessTokenRequest>,

@@ -35,6 +35,8 @@ fn optional_code(name: &str, field: &str) -> Result<Option<String>, Status> {
 
 #[tonic::async_trait]
 impl GrantService for GrantApi {
+    type WatchGrantsStream = tonic::codegen::BoxStream<WatchGrantsResponse>;
+
     async fn list_grants(
         &self,
         request: Request<ListGrantsRequest>,

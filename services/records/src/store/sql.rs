@@ -1,0 +1,662 @@
+//! The SQL behind [`RecordsStore`], written once and instantiated for SQLite and PostgreSQL
+//! (both accept `$N` placeholders, `ON CONFLICT`, `RETURNING` and row-value comparisons). What
+//! differs is passed in: how a write transaction starts (SQLite takes the write lock up front,
+//! so concurrent writers wait instead of failing) and the full-text clause (FTS5 against a
+//! tsvector with a GIN index).
+
+use async_trait::async_trait;
+use sqlx::{AssertSqlSafe, PgPool, Row, SqlitePool};
+
+use super::{
+    CountRow, CreateRequest, ListFilter, Match, Notification, NotificationFilter, RecordsStore, SearchFilter,
+    StoredRecord, StoredVersion, WriteBatch,
+};
+use crate::domain::query::{Term, to_fts5, to_tsquery};
+use crate::error::Result;
+
+/// A value bound to a dynamically built statement.
+#[derive(Clone, Debug)]
+enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+/// Builds a statement with `$N` placeholders.
+#[derive(Default)]
+struct Query {
+    sql: String,
+    binds: Vec<Bind>,
+}
+
+impl Query {
+    fn new(sql: &str) -> Self {
+        Self { sql: sql.to_owned(), binds: Vec::new() }
+    }
+
+    /// Appends `sql`, with every `?` replaced by the next placeholder for `binds`.
+    fn push(&mut self, sql: &str, binds: impl IntoIterator<Item = Bind>) -> &mut Self {
+        let mut binds = binds.into_iter();
+        for c in sql.chars() {
+            if c == '?' {
+                let bind = binds.next().unwrap_or(Bind::Int(0));
+                self.binds.push(bind);
+                self.sql.push_str(&format!("${}", self.binds.len()));
+            } else {
+                self.sql.push(c);
+            }
+        }
+        self
+    }
+
+    /// ` AND column IN (?, ?, …)` when `values` is not empty.
+    fn and_in(&mut self, column: &str, values: impl IntoIterator<Item = Bind>) -> &mut Self {
+        let values: Vec<Bind> = values.into_iter().collect();
+        if !values.is_empty() {
+            let marks = vec!["?"; values.len()].join(", ");
+            self.push(&format!(" AND {column} IN ({marks})"), values);
+        }
+        self
+    }
+}
+
+/// The full-text search of one backend.
+struct TextSearch {
+    /// FROM clause joining the index to `records r`.
+    from: &'static str,
+    /// The condition, with one `?` for the rendered query.
+    condition: &'static str,
+    /// The relevance order, with `?` for each use of the rendered query.
+    order: &'static str,
+    order_binds: usize,
+    render: fn(&[Term]) -> String,
+}
+
+const SQLITE_TEXT: TextSearch = TextSearch {
+    from: "records_fts JOIN records r ON r.seq = records_fts.rowid",
+    condition: "records_fts MATCH ?",
+    order: "records_fts.rank, r.id",
+    order_binds: 0,
+    render: to_fts5,
+};
+
+const POSTGRES_TEXT: TextSearch = TextSearch {
+    from: "records r",
+    condition: "r.fts @@ to_tsquery('english', ?)",
+    order: "ts_rank(r.fts, to_tsquery('english', ?)) DESC, r.id",
+    order_binds: 1,
+    render: to_tsquery,
+};
+
+const COLUMNS: &str = "r.id, r.owner, r.record_number, r.category, r.sensitivity, r.caveats, r.report_us, \
+     r.review_by_us, r.version, r.deleted, r.create_us, r.update_us, r.content_hash, r.doc";
+
+macro_rules! sql_store {
+    ($store:ident, $pool:ty, $db:ty, $begin:expr, $text:expr) => {
+        pub struct $store {
+            pool: $pool,
+        }
+
+        impl $store {
+            pub fn new(pool: $pool) -> Self {
+                Self { pool }
+            }
+
+            fn record(row: &<$db as sqlx::Database>::Row) -> Result<StoredRecord> {
+                Ok(StoredRecord {
+                    id: row.try_get(0)?,
+                    owner: row.try_get(1)?,
+                    record_number: row.try_get(2)?,
+                    category: row.try_get::<i64, _>(3)? as i32,
+                    sensitivity: row.try_get::<i64, _>(4)? as i32,
+                    caveats: row.try_get(5)?,
+                    report_us: row.try_get(6)?,
+                    review_by_us: row.try_get(7)?,
+                    version: row.try_get(8)?,
+                    deleted: row.try_get::<i64, _>(9)? != 0,
+                    create_us: row.try_get(10)?,
+                    update_us: row.try_get(11)?,
+                    content_hash: row.try_get(12)?,
+                    doc: row.try_get(13)?,
+                })
+            }
+
+            fn version_row(row: &<$db as sqlx::Database>::Row) -> Result<StoredVersion> {
+                Ok(StoredVersion {
+                    version: row.try_get(0)?,
+                    change: row.try_get::<i64, _>(1)? as i32,
+                    doc: row.try_get(2)?,
+                    create_us: row.try_get(3)?,
+                    user: row.try_get(4)?,
+                })
+            }
+
+            fn notification(row: &<$db as sqlx::Database>::Row) -> Result<Notification> {
+                Ok(Notification {
+                    seq: row.try_get(0)?,
+                    id: row.try_get(1)?,
+                    owner: row.try_get(2)?,
+                    record_id: row.try_get(3)?,
+                    record_number: row.try_get(4)?,
+                    searcher_agency: row.try_get(5)?,
+                    searcher_user: row.try_get(6)?,
+                    search_us: row.try_get(7)?,
+                    purpose: row.try_get::<i64, _>(8)? as i32,
+                    case_reference: row.try_get(9)?,
+                    search_kind: row.try_get::<i64, _>(10)? as i32,
+                    matched: row.try_get(11)?,
+                    access_level: row.try_get::<i64, _>(12)? as i32,
+                })
+            }
+
+            async fn fetch(&self, query: Query) -> Result<Vec<<$db as sqlx::Database>::Row>> {
+                let mut statement = sqlx::query(AssertSqlSafe(query.sql));
+                for bind in query.binds {
+                    statement = match bind {
+                        Bind::Int(value) => statement.bind(value),
+                        Bind::Text(value) => statement.bind(value),
+                    };
+                }
+                Ok(statement.fetch_all(&self.pool).await?)
+            }
+        }
+
+        #[async_trait]
+        impl RecordsStore for $store {
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn find_numbers(&self, owner: &str, numbers: &[String]) -> Result<Vec<StoredRecord>> {
+                let mut found = Vec::with_capacity(numbers.len());
+                // Chunks keep the statement under every backend's parameter limit.
+                for chunk in numbers.chunks(500) {
+                    let mut query = Query::new("");
+                    query.push(&format!("SELECT {COLUMNS} FROM records r WHERE r.owner = ?"), [Bind::Text(owner.to_owned())]);
+                    query.and_in("r.record_number", chunk.iter().map(|n| Bind::Text(n.clone())));
+                    for row in self.fetch(query).await? {
+                        found.push(Self::record(&row)?);
+                    }
+                }
+                Ok(found)
+            }
+
+            async fn get(&self, id: &str) -> Result<Option<StoredRecord>> {
+                let mut query = Query::new("");
+                query.push(&format!("SELECT {COLUMNS} FROM records r WHERE r.id = ?"), [Bind::Text(id.to_owned())]);
+                self.fetch(query).await?.first().map(Self::record).transpose()
+            }
+
+            async fn write(&self, batch: WriteBatch) -> Result<Vec<Option<i64>>> {
+                let now = batch.now_us;
+                let mut tx = $begin(&self.pool).await?;
+                let mut results = Vec::with_capacity(batch.writes.len());
+                for write in &batch.writes {
+                    let version = write.expected_version.map_or(1, |v| v + 1);
+                    let seq: Option<i64> = match (&write.prepared, write.expected_version) {
+                        (Some(p), None) => sqlx::query_scalar(
+                            "INSERT INTO records (id, owner, record_number, category, sensitivity, caveats, title, \
+                             narrative, report_us, occur_us, review_by_us, version, deleted, create_us, update_us, \
+                             content_hash, doc) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, 0, $12, $12, $13, $14) \
+                             ON CONFLICT (owner, record_number) DO NOTHING RETURNING seq",
+                        )
+                        .bind(&write.id)
+                        .bind(&write.owner)
+                        .bind(&write.record_number)
+                        .bind(i64::from(p.content.category))
+                        .bind(i64::from(p.content.sensitivity))
+                        .bind(p.caveats_mask)
+                        .bind(&p.content.title)
+                        .bind(&p.content.narrative)
+                        .bind(p.report_us)
+                        .bind(p.occur_us)
+                        .bind(p.review_by_us)
+                        .bind(now)
+                        .bind(&p.hash)
+                        .bind(p.doc.as_slice())
+                        .fetch_optional(&mut *tx)
+                        .await?,
+                        (Some(p), Some(expected)) => sqlx::query_scalar(
+                            "UPDATE records SET category = $1, sensitivity = $2, caveats = $3, title = $4, \
+                             narrative = $5, report_us = $6, occur_us = $7, review_by_us = $8, version = $9, \
+                             deleted = 0, update_us = $10, content_hash = $11, doc = $12 \
+                             WHERE id = $13 AND version = $14 RETURNING seq",
+                        )
+                        .bind(i64::from(p.content.category))
+                        .bind(i64::from(p.content.sensitivity))
+                        .bind(p.caveats_mask)
+                        .bind(&p.content.title)
+                        .bind(&p.content.narrative)
+                        .bind(p.report_us)
+                        .bind(p.occur_us)
+                        .bind(p.review_by_us)
+                        .bind(version)
+                        .bind(now)
+                        .bind(&p.hash)
+                        .bind(p.doc.as_slice())
+                        .bind(&write.id)
+                        .bind(expected)
+                        .fetch_optional(&mut *tx)
+                        .await?,
+                        (None, Some(expected)) => sqlx::query_scalar(
+                            "UPDATE records SET version = $1, deleted = 1, update_us = $2 \
+                             WHERE id = $3 AND version = $4 AND deleted = 0 RETURNING seq",
+                        )
+                        .bind(version)
+                        .bind(now)
+                        .bind(&write.id)
+                        .bind(expected)
+                        .fetch_optional(&mut *tx)
+                        .await?,
+                        (None, None) => None,
+                    };
+                    let Some(seq) = seq else {
+                        results.push(None);
+                        continue;
+                    };
+                    if write.expected_version.is_some() {
+                        sqlx::query("DELETE FROM record_selectors WHERE record_seq = $1").bind(seq).execute(&mut *tx).await?;
+                        sqlx::query("DELETE FROM record_persons WHERE record_seq = $1").bind(seq).execute(&mut *tx).await?;
+                    }
+                    if let Some(p) = &write.prepared {
+                        for s in &p.selectors {
+                            sqlx::query("INSERT INTO record_selectors (record_seq, kind, region, value) VALUES ($1, $2, $3, $4)")
+                                .bind(seq)
+                                .bind(i64::from(s.kind))
+                                .bind(&s.region)
+                                .bind(&s.value)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        for person in &p.persons {
+                            sqlx::query(
+                                "INSERT INTO record_persons (record_seq, surname, given, middle, suffix, birth_date) \
+                                 VALUES ($1, $2, $3, $4, $5, $6)",
+                            )
+                            .bind(seq)
+                            .bind(&person.surname)
+                            .bind(&person.given)
+                            .bind(&person.middle)
+                            .bind(&person.suffix)
+                            .bind(&person.birth_date)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                    }
+                    sqlx::query(
+                        "INSERT INTO record_versions (record_id, version, change, doc, create_us, user_name) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(&write.id)
+                    .bind(version)
+                    .bind(i64::from(write.change))
+                    .bind(write.prepared.as_ref().map(|p| p.doc.as_slice()))
+                    .bind(now)
+                    .bind(&write.user)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("INSERT INTO audit_outbox (event_id, event) VALUES ($1, $2)")
+                        .bind(&write.audit_event.0)
+                        .bind(write.audit_event.1.as_slice())
+                        .execute(&mut *tx)
+                        .await?;
+                    results.push(Some(version));
+                }
+                if let Some(progress) = &batch.ingest {
+                    sqlx::query(
+                        "INSERT INTO ingest_jobs (owner, ingest_id, last_batch, update_us) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (owner, ingest_id) DO UPDATE SET last_batch = excluded.last_batch, \
+                         update_us = excluded.update_us",
+                    )
+                    .bind(&progress.owner)
+                    .bind(&progress.ingest_id)
+                    .bind(progress.batch_sequence)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if let (Some(request), Some(Some(version))) = (&batch.request, results.first()) {
+                    sqlx::query(
+                        "INSERT INTO create_requests (owner, request_id, input_hash, record_id, version, outcome, create_us) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (owner, request_id) DO NOTHING",
+                    )
+                    .bind(&request.owner)
+                    .bind(&request.request_id)
+                    .bind(&request.input_hash)
+                    .bind(&request.record_id)
+                    .bind(*version)
+                    .bind(i64::from(request.outcome))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(results)
+            }
+
+            async fn list_own(
+                &self,
+                owner: &str,
+                filter: &ListFilter,
+                after: Option<(i64, String)>,
+                now_us: i64,
+                limit: u32,
+            ) -> Result<Vec<StoredRecord>> {
+                let mut query = Query::new("");
+                query.push(
+                    &format!("SELECT {COLUMNS} FROM records r WHERE r.owner = ? AND r.deleted = 0"),
+                    [Bind::Text(owner.to_owned())],
+                );
+                if let Some((create_us, id)) = after {
+                    query.push(" AND (r.create_us, r.id) > (?, ?)", [Bind::Int(create_us), Bind::Text(id)]);
+                }
+                if !filter.include_expired {
+                    query.push(" AND r.review_by_us > ?", [Bind::Int(now_us)]);
+                }
+                if let Some(from) = filter.update_from_us {
+                    query.push(" AND r.update_us >= ?", [Bind::Int(from)]);
+                }
+                if let Some(to) = filter.update_to_us {
+                    query.push(" AND r.update_us < ?", [Bind::Int(to)]);
+                }
+                query.and_in("r.record_number", filter.record_numbers.iter().map(|n| Bind::Text(n.clone())));
+                query.and_in("r.category", filter.categories.iter().map(|c| Bind::Int(i64::from(*c))));
+                query.push(" ORDER BY r.create_us, r.id LIMIT ?", [Bind::Int(i64::from(limit))]);
+                self.fetch(query).await?.iter().map(Self::record).collect()
+            }
+
+            async fn versions(&self, id: &str, before_version: i64, limit: u32) -> Result<Vec<StoredVersion>> {
+                let rows = sqlx::query(
+                    "SELECT version, change, doc, create_us, user_name FROM record_versions \
+                     WHERE record_id = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
+                )
+                .bind(id)
+                .bind(before_version)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::version_row).collect()
+            }
+
+            async fn version(&self, id: &str, version: i64) -> Result<Option<StoredVersion>> {
+                let row = sqlx::query(
+                    "SELECT version, change, doc, create_us, user_name FROM record_versions \
+                     WHERE record_id = $1 AND version = $2",
+                )
+                .bind(id)
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(Self::version_row).transpose()
+            }
+
+            async fn search(
+                &self,
+                query: &Match,
+                filter: &SearchFilter,
+                now_us: i64,
+                offset: u64,
+                limit: u32,
+            ) -> Result<Vec<StoredRecord>> {
+                let text: &TextSearch = &$text;
+                let mut sql = Query::new("");
+                let order = match query {
+                    Match::Text(terms) => {
+                        let rendered = (text.render)(terms);
+                        sql.push(&format!("SELECT {COLUMNS} FROM {} WHERE ", text.from), []);
+                        sql.push(text.condition, [Bind::Text(rendered.clone())]);
+                        Some((text.order, vec![Bind::Text(rendered); text.order_binds]))
+                    }
+                    Match::Selectors(selectors) => {
+                        sql.push(
+                            &format!("SELECT {COLUMNS} FROM records r WHERE r.seq IN (SELECT s.record_seq FROM record_selectors s WHERE "),
+                            [],
+                        );
+                        for (i, s) in selectors.iter().enumerate() {
+                            if i > 0 {
+                                sql.push(" OR ", []);
+                            }
+                            sql.push(
+                                "(s.value = ? AND s.kind = ? AND s.region = ?)",
+                                [Bind::Text(s.value.clone()), Bind::Int(i64::from(s.kind)), Bind::Text(s.region.clone())],
+                            );
+                        }
+                        sql.push(")", []);
+                        None
+                    }
+                    Match::Person { surname, given, middle, suffix, birth_date } => {
+                        sql.push(
+                            &format!("SELECT {COLUMNS} FROM records r WHERE r.seq IN (SELECT p.record_seq FROM record_persons p WHERE p.surname = ?"),
+                            [Bind::Text(surname.clone())],
+                        );
+                        for (column, value) in [("p.given", given), ("p.middle", middle), ("p.suffix", suffix)] {
+                            if !value.is_empty() {
+                                sql.push(&format!(" AND {column} = ?"), [Bind::Text(value.clone())]);
+                            }
+                        }
+                        if !birth_date.is_empty() {
+                            // A person whose date of birth is unknown still matches.
+                            sql.push(" AND (p.birth_date = '' OR p.birth_date LIKE ?)", [Bind::Text(format!("{birth_date}%"))]);
+                        }
+                        sql.push(")", []);
+                        None
+                    }
+                };
+                sql.push(" AND r.deleted = 0 AND r.review_by_us > ?", [Bind::Int(now_us)]);
+                sql.and_in("r.category", filter.categories.iter().map(|c| Bind::Int(i64::from(*c))));
+                sql.and_in("r.owner", filter.owners.iter().map(|o| Bind::Text(o.clone())));
+                if let Some(from) = filter.occur_from_us {
+                    sql.push(" AND r.occur_us >= ?", [Bind::Int(from)]);
+                }
+                if let Some(to) = filter.occur_to_us {
+                    sql.push(" AND r.occur_us < ?", [Bind::Int(to)]);
+                }
+                match order {
+                    Some((order, binds)) => sql.push(&format!(" ORDER BY {order}"), binds),
+                    None => sql.push(" ORDER BY r.report_us DESC, r.id", []),
+                };
+                sql.push(" LIMIT ? OFFSET ?", [Bind::Int(i64::from(limit)), Bind::Int(offset as i64)]);
+                self.fetch(sql).await?.iter().map(Self::record).collect()
+            }
+
+            async fn record_read(
+                &self,
+                audit_events: Vec<(String, Vec<u8>)>,
+                notifications: Vec<Notification>,
+            ) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                for (event_id, event) in &audit_events {
+                    sqlx::query("INSERT INTO audit_outbox (event_id, event) VALUES ($1, $2)")
+                        .bind(event_id)
+                        .bind(event.as_slice())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for n in &notifications {
+                    sqlx::query(
+                        "INSERT INTO access_notifications (id, owner, record_id, record_number, searcher_agency, \
+                         searcher_user, search_us, purpose, case_reference, search_kind, matched, access_level) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    )
+                    .bind(&n.id)
+                    .bind(&n.owner)
+                    .bind(&n.record_id)
+                    .bind(&n.record_number)
+                    .bind(&n.searcher_agency)
+                    .bind(&n.searcher_user)
+                    .bind(n.search_us)
+                    .bind(i64::from(n.purpose))
+                    .bind(&n.case_reference)
+                    .bind(i64::from(n.search_kind))
+                    .bind(n.matched.as_slice())
+                    .bind(i64::from(n.access_level))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn notifications(
+                &self,
+                owner: &str,
+                filter: &NotificationFilter,
+                before_seq: i64,
+                limit: u32,
+            ) -> Result<Vec<Notification>> {
+                let mut query = Query::new("");
+                query.push(
+                    "SELECT seq, id, owner, record_id, record_number, searcher_agency, searcher_user, search_us, \
+                     purpose, case_reference, search_kind, matched, access_level FROM access_notifications \
+                     WHERE owner = ? AND seq < ?",
+                    [Bind::Text(owner.to_owned()), Bind::Int(before_seq)],
+                );
+                if let Some(record_id) = &filter.record_id {
+                    query.push(" AND record_id = ?", [Bind::Text(record_id.clone())]);
+                }
+                query.and_in("searcher_agency", filter.searcher_agencies.iter().map(|a| Bind::Text(a.clone())));
+                if let Some(from) = filter.from_us {
+                    query.push(" AND search_us >= ?", [Bind::Int(from)]);
+                }
+                if let Some(to) = filter.to_us {
+                    query.push(" AND search_us < ?", [Bind::Int(to)]);
+                }
+                query.push(" ORDER BY seq DESC LIMIT ?", [Bind::Int(i64::from(limit))]);
+                self.fetch(query).await?.iter().map(Self::notification).collect()
+            }
+
+            async fn ingest_progress(&self, owner: &str, ingest_id: &str) -> Result<i64> {
+                let last: Option<i64> =
+                    sqlx::query_scalar("SELECT last_batch FROM ingest_jobs WHERE owner = $1 AND ingest_id = $2")
+                        .bind(owner)
+                        .bind(ingest_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(last.unwrap_or(0))
+            }
+
+            async fn create_request(&self, owner: &str, request_id: &str) -> Result<Option<CreateRequest>> {
+                let row = sqlx::query(
+                    "SELECT input_hash, record_id, version, outcome FROM create_requests \
+                     WHERE owner = $1 AND request_id = $2",
+                )
+                .bind(owner)
+                .bind(request_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|row| {
+                    Ok(CreateRequest {
+                        owner: owner.to_owned(),
+                        request_id: request_id.to_owned(),
+                        input_hash: row.try_get(0)?,
+                        record_id: row.try_get(1)?,
+                        version: row.try_get(2)?,
+                        outcome: row.try_get::<i64, _>(3)? as i32,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn expired(&self, before_us: i64, owners: &[String], limit: u32) -> Result<Vec<StoredRecord>> {
+                let mut query = Query::new("");
+                query.push(&format!("SELECT {COLUMNS} FROM records r WHERE r.review_by_us < ?"), [Bind::Int(before_us)]);
+                query.and_in("r.owner", owners.iter().map(|o| Bind::Text(o.clone())));
+                query.push(" ORDER BY r.review_by_us, r.id LIMIT ?", [Bind::Int(i64::from(limit))]);
+                self.fetch(query).await?.iter().map(Self::record).collect()
+            }
+
+            async fn purge(&self, ids: &[String], audit_events: Vec<(String, Vec<u8>)>) -> Result<()> {
+                let mut tx = $begin(&self.pool).await?;
+                for id in ids {
+                    let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM records WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(seq) = seq {
+                        sqlx::query("DELETE FROM record_selectors WHERE record_seq = $1").bind(seq).execute(&mut *tx).await?;
+                        sqlx::query("DELETE FROM record_persons WHERE record_seq = $1").bind(seq).execute(&mut *tx).await?;
+                    }
+                    sqlx::query("DELETE FROM record_versions WHERE record_id = $1").bind(id).execute(&mut *tx).await?;
+                    sqlx::query("DELETE FROM records WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                }
+                for (event_id, event) in &audit_events {
+                    sqlx::query("INSERT INTO audit_outbox (event_id, event) VALUES ($1, $2)")
+                        .bind(event_id)
+                        .bind(event.as_slice())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn summarize(
+                &self,
+                owners: &[String],
+                categories: &[i32],
+                max_sensitivity: Option<i32>,
+                now_us: i64,
+            ) -> Result<Vec<CountRow>> {
+                let mut query = Query::new("");
+                query.push(
+                    "SELECT r.owner, r.category, r.sensitivity, COUNT(*), \
+                     SUM(CASE WHEN (r.caveats & 2) <> 0 THEN 1 ELSE 0 END), \
+                     SUM(CASE WHEN (r.caveats & 4) <> 0 THEN 1 ELSE 0 END), \
+                     SUM(CASE WHEN (r.caveats & 6) = 6 THEN 1 ELSE 0 END) \
+                     FROM records r WHERE r.deleted = 0 AND r.review_by_us > ?",
+                    [Bind::Int(now_us)],
+                );
+                query.and_in("r.owner", owners.iter().map(|o| Bind::Text(o.clone())));
+                query.and_in("r.category", categories.iter().map(|c| Bind::Int(i64::from(*c))));
+                if let Some(max) = max_sensitivity {
+                    query.push(" AND r.sensitivity <= ?", [Bind::Int(i64::from(max))]);
+                }
+                query.push(" GROUP BY r.owner, r.category, r.sensitivity ORDER BY r.owner, r.category, r.sensitivity", []);
+                self.fetch(query)
+                    .await?
+                    .iter()
+                    .map(|row| {
+                        Ok(CountRow {
+                            owner: row.try_get(0)?,
+                            category: row.try_get::<i64, _>(1)? as i32,
+                            sensitivity: row.try_get::<i64, _>(2)? as i32,
+                            records: row.try_get(3)?,
+                            originator_controlled: row.try_get(4)?,
+                            title_iii: row.try_get(5)?,
+                            both: row.try_get(6)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn pending_audit_events(&self, limit: u32) -> Result<Vec<(i64, Vec<u8>)>> {
+                let rows = sqlx::query("SELECT seq, event FROM audit_outbox ORDER BY seq LIMIT $1")
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+            }
+
+            async fn remove_audit_events(&self, sequences: &[i64]) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                for seq in sequences {
+                    sqlx::query("DELETE FROM audit_outbox WHERE seq = $1").bind(seq).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+async fn begin_sqlite(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}
+
+async fn begin_postgres(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    Ok(pool.begin().await?)
+}
+
+sql_store!(SqliteStore, SqlitePool, sqlx::Sqlite, begin_sqlite, SQLITE_TEXT);
+sql_store!(PostgresStore, PgPool, sqlx::Postgres, begin_postgres, POSTGRES_TEXT);

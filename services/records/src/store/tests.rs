@@ -1,0 +1,142 @@
+//! One suite, run against every backend: SQLite always, PostgreSQL when
+//! `INTERLOCK_TEST_POSTGRES_URL` is set.
+
+use interlock_api::common::v1::{RecordCategory, SelectorKind};
+use interlock_api::records::v1::Record;
+use interlock_storage::testing::TestDatabase;
+
+use super::*;
+use crate::domain::query::parse;
+use crate::domain::record::{IndexedSelector, prepare};
+
+const NOW: i64 = 1_760_000_000_000_000;
+
+async fn each_store() -> Vec<(TestDatabase, Arc<dyn RecordsStore>)> {
+    let mut stores = Vec::new();
+    for database in TestDatabase::each_backend().await {
+        let opened = Database::open(database.url(), &MIGRATIONS).await.expect("open the records database");
+        stores.push((database, on(opened)));
+    }
+    stores
+}
+
+fn input(number: &str, title: &str, phone: &str) -> Record {
+    use interlock_api::common::v1::{Selector, SensitivityLevel};
+    use interlock_api::records::v1::RecordSelector;
+    Record {
+        record_number: number.into(),
+        category: RecordCategory::InvestigationReport as i32,
+        sensitivity: SensitivityLevel::LawEnforcementSensitive as i32,
+        title: title.into(),
+        narrative: "A trailer with cocaine crossed at Laredo".into(),
+        selectors: vec![RecordSelector {
+            selector: Some(Selector {
+                kind: SelectorKind::Phone as i32,
+                value: phone.into(),
+                region: "US".into(),
+            }),
+            ..Default::default()
+        }],
+        ..Record::default()
+    }
+}
+
+fn write(id: &str, owner: &str, record: &Record, expected: Option<i64>) -> RecordWrite {
+    RecordWrite {
+        id: id.into(),
+        owner: owner.into(),
+        record_number: record.record_number.clone(),
+        expected_version: expected,
+        change: 1,
+        prepared: Some(prepare(record, None, NOW).expect("valid record")),
+        user: "agent".into(),
+        audit_event: (uuid::Uuid::new_v4().to_string(), vec![1, 2, 3]),
+    }
+}
+
+#[tokio::test]
+async fn writes_keep_every_version_and_never_duplicate_a_number() {
+    for (_db, store) in each_store().await {
+        store.ping().await.unwrap();
+        let first = input("ICE-1", "Controlled delivery", "(214) 555-0147");
+        let batch =
+            WriteBatch { writes: vec![write("r1", "ICE", &first, None)], now_us: NOW, ..Default::default() };
+        assert_eq!(store.write(batch).await.unwrap(), [Some(1)]);
+
+        // A second insert of the same number is refused without failing the batch's other writes.
+        let other = input("ICE-2", "Seizure", "(214) 555-0148");
+        let batch = WriteBatch {
+            writes: vec![write("r2", "ICE", &first, None), write("r3", "ICE", &other, None)],
+            ingest: Some(IngestProgress { owner: "ICE".into(), ingest_id: "job".into(), batch_sequence: 7 }),
+            now_us: NOW,
+            ..Default::default()
+        };
+        assert_eq!(store.write(batch).await.unwrap(), [None, Some(1)]);
+        assert_eq!(store.ingest_progress("ICE", "job").await.unwrap(), 7);
+
+        let changed = input("ICE-1", "Controlled delivery, revised", "(214) 555-0199");
+        let batch = WriteBatch {
+            writes: vec![write("r1", "ICE", &changed, Some(1))],
+            now_us: NOW + 1,
+            ..Default::default()
+        };
+        assert_eq!(store.write(batch).await.unwrap(), [Some(2)]);
+        // A stale expected version writes nothing.
+        let batch = WriteBatch {
+            writes: vec![write("r1", "ICE", &changed, Some(1))],
+            now_us: NOW + 2,
+            ..Default::default()
+        };
+        assert_eq!(store.write(batch).await.unwrap(), [None]);
+
+        let current = store.get("r1").await.unwrap().unwrap();
+        assert_eq!((current.version, current.record_number.as_str()), (2, "ICE-1"));
+        let versions = store.versions("r1", i64::MAX, 10).await.unwrap();
+        assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [2, 1]);
+        assert_eq!(store.find_numbers("ICE", &["ICE-1".into(), "ICE-2".into()]).await.unwrap().len(), 2);
+        // Two writes plus one more: one audit event per stored write.
+        assert_eq!(store.pending_audit_events(100).await.unwrap().len(), 3);
+    }
+}
+
+#[tokio::test]
+async fn searches_by_selector_person_and_full_text() {
+    for (_db, store) in each_store().await {
+        let a = input("ICE-1", "Controlled delivery at Laredo", "(214) 555-0147");
+        let b = input("DEA-9", "Wire transfers to Juarez", "(214) 555-0199");
+        let batch = WriteBatch {
+            writes: vec![write("r1", "ICE", &a, None), write("r2", "DEA", &b, None)],
+            now_us: NOW,
+            ..Default::default()
+        };
+        store.write(batch).await.unwrap();
+        let phone = IndexedSelector {
+            kind: SelectorKind::Phone as i32,
+            region: String::new(),
+            value: "+12145550147".into(),
+        };
+        let found =
+            store.search(&Match::Selectors(vec![phone]), &SearchFilter::default(), NOW, 0, 10).await.unwrap();
+        assert_eq!(found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r1"]);
+
+        let text = Match::Text(parse("deliver* laredo").unwrap());
+        let found = store.search(&text, &SearchFilter::default(), NOW, 0, 10).await.unwrap();
+        assert_eq!(found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r1"]);
+        let text = Match::Text(parse("cocaine").unwrap());
+        let filter = SearchFilter { owners: vec!["DEA".into()], ..Default::default() };
+        let found = store.search(&text, &filter, NOW, 0, 10).await.unwrap();
+        assert_eq!(found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r2"]);
+
+        // Expired records are excluded from every search.
+        let later = NOW + 6 * 365 * 86_400_000_000;
+        assert!(store.search(&text, &SearchFilter::default(), later, 0, 10).await.unwrap().is_empty());
+        assert_eq!(store.expired(later, &[], 10).await.unwrap().len(), 2);
+        store.purge(&["r1".into()], vec![("purge-1".into(), vec![9])]).await.unwrap();
+        assert!(store.get("r1").await.unwrap().is_none());
+        assert!(store.versions("r1", i64::MAX, 10).await.unwrap().is_empty());
+
+        let counts = store.summarize(&[], &[], None, NOW).await.unwrap();
+        assert_eq!(counts.len(), 1);
+        assert_eq!((counts[0].owner.as_str(), counts[0].records), ("DEA", 1));
+    }
+}
