@@ -598,3 +598,110 @@ async fn the_hub_keeps_no_raw_identifier() {
     drop(hub.registry);
     drop(hub.database);
 }
+
+/// A record ICE contributes is registered with the hub by the records service itself: DEA's
+/// target on the record's phone then finds ICE, and withdrawing the record (no-deconfliction
+/// caveat) stops the match.
+#[tokio::test]
+async fn records_register_their_selectors_with_the_hub() {
+    use interlock_api::common::v1::{Caveat, RecordCategory, SensitivityLevel};
+    use interlock_api::records::v1::records_service_client::RecordsServiceClient;
+    use interlock_api::records::v1::{CreateRecordRequest, Record, RecordSelector, UpdateRecordRequest};
+
+    let server = TestServer::all_in_one().await;
+    let ice = enroll_agency(&server, "ICE", "ICE").await;
+    let dea = enroll_agency(&server, "DEA", "DEA").await;
+    let ice_admin = ice.channel(&server, &server.url(), "chief").await;
+    let (member, secret) = interlock_tests::issue_credential(
+        &ice_admin,
+        "ICE",
+        "case-system",
+        &[interlock_api::registry::v1::Role::AgencyMember],
+    )
+    .await;
+    let ice_member =
+        interlock_tests::as_credential(&server.url(), &server.url(), &member, &secret, "analyst").await;
+    let mut ice_records = RecordsServiceClient::new(ice_member);
+    let mut dea_hub =
+        DeconflictionServiceClient::new(dea.channel(&server, &server.url(), "case-agent").await);
+    let record = ice_records
+        .create_record(CreateRecordRequest {
+            record: Some(Record {
+                record_number: "ICE-2026-0001".into(),
+                category: RecordCategory::InvestigationReport as i32,
+                sensitivity: SensitivityLevel::LawEnforcementSensitive as i32,
+                title: "Bulk cash courier".into(),
+                selectors: vec![RecordSelector {
+                    selector: Some(phone("(469) 555-0123")),
+                    ..RecordSelector::default()
+                }],
+                ..Record::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .record
+        .unwrap();
+
+    // The records service's relay registers the record within moments.
+    let mut hit = None;
+    for attempt in 0..50 {
+        let check = dea_hub
+            .check_case(CheckCaseRequest {
+                case_reference: "DEA-44".into(),
+                targets: vec![target("", vec![phone("469-555-0123")], vec![])],
+                validate_only: true,
+                ..CheckCaseRequest::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if check.status == ReceiptStatus::CheckedWithConflict as i32 {
+            hit = Some(check);
+            break;
+        }
+        assert!(attempt < 49, "the record never reached the hub");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let hit = hit.unwrap();
+    let owner = other_party(&hit.target_results[0].conflicts[0]);
+    assert_eq!(
+        (owner.agency.as_str(), owner.registration_kind),
+        ("agencies/ICE", RegistrationKind::Record as i32)
+    );
+    assert_eq!(
+        owner.duty_desk.as_ref().unwrap().name,
+        "ICE Duty Desk",
+        "the owner's 24/7 desk from the registry"
+    );
+
+    // ICE marks the record no-deconfliction-pointer: the hub forgets it.
+    let mut changed = record.clone();
+    changed.caveats = vec![Caveat::NoDeconflictionPointer as i32];
+    ice_records
+        .update_record(UpdateRecordRequest {
+            record: Some(changed),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["caveats".into()] }),
+        })
+        .await
+        .unwrap();
+    for attempt in 0..50 {
+        let check = dea_hub
+            .check_case(CheckCaseRequest {
+                case_reference: "DEA-44".into(),
+                targets: vec![target("", vec![phone("469-555-0123")], vec![])],
+                validate_only: true,
+                ..CheckCaseRequest::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if check.status == ReceiptStatus::CheckedWithoutConflict as i32 {
+            return;
+        }
+        assert!(attempt < 49, "the withdrawn record still matches");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use interlock_api::audit::v1::audit_service_client::AuditServiceClient;
+use interlock_api::deconfliction::v1::record_selector_service_client::RecordSelectorServiceClient;
 use interlock_api::registry::v1::agency_service_client::AgencyServiceClient;
 use interlock_api::registry::v1::authentication_service_client::AuthenticationServiceClient;
 use interlock_api::registry::v1::grant_service_client::GrantServiceClient;
@@ -79,6 +80,7 @@ impl Mesh {
         let (health, health_service) = tonic_health::server::health_reporter();
         // Grants caches of the records service, fed by the registry's grant watch once started.
         let mut grant_caches: Vec<Arc<GrantsCache>> = Vec::new();
+        let mut selector_relays = Vec::new();
         let mut routes = RoutesBuilder::default();
         let mut databases: Vec<(ServiceKind, Database)> = Vec::new();
         let mut bootstrap_admin_secret = None;
@@ -138,6 +140,7 @@ impl Mesh {
                     records.add_services(&mut routes);
                     outboxes.push(Arc::new(RecordsOutbox(store)));
                     grant_caches.push(grants);
+                    selector_relays.push(records);
                 }
                 ServiceKind::Deconfliction => {
                     let store = interlock_deconfliction::store::on(database.clone());
@@ -229,6 +232,18 @@ impl Mesh {
             background.push(tokio::spawn(interlock_records::service::grants::follow(
                 grants,
                 watch,
+                stopped.clone(),
+            )));
+        }
+        let deconfliction_address = config.deconfliction_address.clone().unwrap_or_else(|| own.clone());
+        for records in selector_relays {
+            let client = RecordSelectorServiceClient::new(mesh_channel(
+                &deconfliction_address,
+                Some(mesh_tokens.clone()),
+            )?);
+            background.push(tokio::spawn(interlock_records::service::deconfliction::follow(
+                records,
+                client,
                 stopped.clone(),
             )));
         }

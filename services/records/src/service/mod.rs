@@ -3,6 +3,7 @@
 //! with it) before any data is returned; if that write fails the read fails with
 //! AUDIT_UNAVAILABLE (fail closed). Writes commit their audit events in their own transaction.
 
+pub mod deconfliction;
 pub mod directory;
 pub mod grants;
 pub mod reads;

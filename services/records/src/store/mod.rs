@@ -266,6 +266,12 @@ pub trait RecordsStore: Send + Sync + 'static {
     ) -> Result<Vec<CountRow>>;
 
     /// Audit events not yet delivered, oldest first: (sequence, event).
+    /// Records whose selectors wait to be sent to the deconfliction service: (sequence, record id).
+    async fn pending_deconfliction(&self, limit: u32) -> Result<Vec<(i64, String)>>;
+
+    /// Forgets delivered entries of the deconfliction outbox.
+    async fn remove_deconfliction(&self, sequences: &[i64]) -> Result<()>;
+
     async fn pending_audit_events(&self, limit: u32) -> Result<Vec<(i64, Vec<u8>)>>;
 
     /// Forgets delivered audit events.

@@ -296,6 +296,10 @@ macro_rules! sql_store {
                     .bind(&write.user)
                     .execute(&mut *tx)
                     .await?;
+                    sqlx::query("INSERT INTO deconfliction_outbox (record_id) VALUES ($1)")
+                        .bind(&write.id)
+                        .execute(&mut *tx)
+                        .await?;
                     sqlx::query("INSERT INTO audit_outbox (event_id, event) VALUES ($1, $2)")
                         .bind(&write.audit_event.0)
                         .bind(write.audit_event.1.as_slice())
@@ -628,6 +632,23 @@ macro_rules! sql_store {
                         })
                     })
                     .collect()
+            }
+
+            async fn pending_deconfliction(&self, limit: u32) -> Result<Vec<(i64, String)>> {
+                let rows = sqlx::query("SELECT seq, record_id FROM deconfliction_outbox ORDER BY seq LIMIT $1")
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+            }
+
+            async fn remove_deconfliction(&self, sequences: &[i64]) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                for seq in sequences {
+                    sqlx::query("DELETE FROM deconfliction_outbox WHERE seq = $1").bind(seq).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn pending_audit_events(&self, limit: u32) -> Result<Vec<(i64, Vec<u8>)>> {
