@@ -144,11 +144,7 @@ pub async fn run(mut config: ServeConfig) -> anyhow::Result<()> {
             role: PartyRole::Both as i32,
         }],
         scope: Some(AgreementScope {
-            categories: vec![
-                RecordCategory::InvestigationReport as i32,
-                RecordCategory::WiretapIntercept as i32,
-                RecordCategory::FinancialInvestigation as i32,
-            ],
+            categories: vec![RecordCategory::IntelligenceReport as i32, RecordCategory::Seizure as i32],
             sensitivity_ceiling: SensitivityLevel::LawEnforcementSensitive as i32,
             purposes: vec![Purpose::Investigation as i32, Purpose::Deconfliction as i32],
             access_level: AccessLevel::Pointer as i32,
@@ -202,10 +198,8 @@ pub async fn run(mut config: ServeConfig) -> anyhow::Result<()> {
         .await?;
     println!("   DEA resumes it: DEA–ICE is ACTIVE again");
 
+    records_part(&channel, &agencies).await?;
     deconfliction_part(&agencies).await?;
-
-    step("Next in the scenario");
-    println!("   ICE's records shared under these agreements (issue #4) join this demo as that issue lands.");
 
     mesh.shutdown().await?;
     Ok(())
@@ -298,8 +292,8 @@ fn bilateral(provider: &str, consumer: &str) -> Agreement {
     Agreement {
         display_name: format!("{provider}–{consumer} information sharing"),
         parties: vec![
-            AgreementParty { party: format!("agencies/{provider}"), role: PartyRole::Provider as i32 },
-            AgreementParty { party: format!("agencies/{consumer}"), role: PartyRole::Consumer as i32 },
+            AgreementParty { party: format!("agencies/{provider}"), role: PartyRole::Both as i32 },
+            AgreementParty { party: format!("agencies/{consumer}"), role: PartyRole::Both as i32 },
         ],
         scope: Some(AgreementScope {
             categories: vec![
@@ -550,4 +544,121 @@ fn print_other_side(viewer: &str, conflict: &interlock_api::deconfliction::v1::C
             None => {}
         }
     }
+}
+
+/// ICE contributes a record; DEA finds it under the DEA–ICE agreement with the informant
+/// withheld; FBI, with no agreement covering investigation reports, finds nothing at all.
+async fn records_part(channel: &Channel, agencies: &BTreeMap<&str, Authed>) -> anyhow::Result<()> {
+    use interlock_api::common::v1::{Date, Person, PersonName, Selector, SelectorKind};
+    use interlock_api::records::v1 as rec;
+    use interlock_api::records::v1::records_service_client::RecordsServiceClient;
+
+    step("Records: ICE contributes an investigation report");
+    let mut members: BTreeMap<&str, RecordsServiceClient<Authed>> = BTreeMap::new();
+    for code in ["ICE", "DEA", "FBI"] {
+        let issued = CredentialServiceClient::new(agencies[code].clone())
+            .create_credential(CreateCredentialRequest {
+                parent: format!("agencies/{code}"),
+                credential: Some(Credential {
+                    credential_id: "case-system".into(),
+                    display_name: format!("{code} case management system"),
+                    roles: vec![Role::AgencyMember as i32],
+                    ..Credential::default()
+                }),
+                request_id: String::new(),
+            })
+            .await?
+            .into_inner();
+        let token = token(channel, &issued.credential.unwrap_or_default().name, &issued.secret).await?;
+        let metadata = CallerMetadata::bearer(token)
+            .on_behalf_of(&format!("{code} analyst"), CallPurpose::Investigation);
+        members.insert(code, RecordsServiceClient::new(InterceptedService::new(channel.clone(), metadata)));
+    }
+    let person = |entity: &str, given: &str, surname: &str, role: rec::EntityRole| rec::RecordPerson {
+        entity_id: entity.into(),
+        person: Some(Person {
+            name: Some(PersonName { given: given.into(), surname: surname.into(), ..PersonName::default() }),
+            birth_date: Some(Date { year: 1979, month: 11, day: 3 }),
+            ..Person::default()
+        }),
+        role: role as i32,
+        ..rec::RecordPerson::default()
+    };
+    let created = members["ICE"]
+        .clone()
+        .create_record(rec::CreateRecordRequest {
+            record: Some(rec::Record {
+                record_number: "ICE-HSI-2026-0042".into(),
+                category: RecordCategory::InvestigationReport as i32,
+                sensitivity: SensitivityLevel::LawEnforcementSensitive as i32,
+                title: "Bulk cash smuggling through Laredo".into(),
+                narrative: "Courier moved currency north in a tractor-trailer; a confidential informant identified the buyer.".into(),
+                persons: vec![
+                    person("suspect", "Hector", "Salinas", rec::EntityRole::Suspect),
+                    person("ci", "Rosa", "Ibarra", rec::EntityRole::Informant),
+                ],
+                selectors: vec![rec::RecordSelector {
+                    selector: Some(Selector { kind: SelectorKind::Phone as i32, value: "(956) 555-0188".into(), region: "US".into() }),
+                    entity_id: "suspect".into(),
+                    ..rec::RecordSelector::default()
+                }],
+                ..rec::Record::default()
+            }),
+            request_id: String::new(),
+        })
+        .await?
+        .into_inner()
+        .record
+        .unwrap_or_default();
+    println!(
+        "   {} ({}): {} — a suspect, an informant and a phone",
+        created.name, created.record_number, created.title
+    );
+
+    let search = |phone: &str| rec::SearchRecordsRequest {
+        query: Some(rec::search_records_request::Query::SelectorQuery(rec::SelectorQuery {
+            selectors: vec![Selector {
+                kind: SelectorKind::Phone as i32,
+                value: phone.into(),
+                region: "US".into(),
+            }],
+        })),
+        ..rec::SearchRecordsRequest::default()
+    };
+    step("DEA searches the phone: it sees ICE's report under DEA–ICE, with the informant withheld");
+    let mut dea = members["DEA"].clone();
+    let found = dea.search_records(search("956-555-0188")).await?.into_inner().records;
+    for record in &found {
+        let access = record.access.clone().unwrap_or_default();
+        let level = AccessLevel::try_from(access.level)
+            .map_or("?", |a| a.as_str_name().trim_start_matches("ACCESS_LEVEL_"));
+        println!(
+            "   {} from {}: {} access under {} v{}",
+            record.name, record.owner, level, access.agreement, access.agreement_version
+        );
+        println!("   withheld: {}", access.withheld_fields.join(", "));
+        let people: Vec<String> = record
+            .persons
+            .iter()
+            .filter_map(|p| {
+                p.person.as_ref().and_then(|p| p.name.as_ref()).map(|n| format!("{} {}", n.given, n.surname))
+            })
+            .collect();
+        println!("   persons shown: {}", people.join(", "));
+    }
+
+    step("FBI searches the same phone: no agreement covers ICE's investigation reports, so nothing");
+    let mut fbi = members["FBI"].clone();
+    let found = fbi.search_records(search("956-555-0188")).await?.into_inner().records;
+    println!("   search results: {}", found.len());
+    let missing = fbi
+        .get_record(rec::GetRecordRequest { name: created.name.clone() })
+        .await
+        .expect_err("not visible to FBI");
+    println!(
+        "   GetRecord {}: {:?} — exactly what a record that does not exist answers",
+        created.name,
+        missing.code()
+    );
+    Ok(())
 }
