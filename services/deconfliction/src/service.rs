@@ -173,8 +173,9 @@ impl Deconfliction {
                     .collect();
                 (writes, state.revision)
             };
-            let audit = self.registration_audit(caller, method, &writes);
-            match self.store.commit_registrations(revision, year(now), writes, audit).await {
+            // Built inside the commit, once new registrations have their numbers.
+            let audit = |committed: &[RegistrationWrite]| self.registration_audit(caller, method, committed);
+            match self.store.commit_registrations(revision, year(now), writes, &audit).await {
                 Ok(committed) => return Ok(self.apply(committed).await),
                 Err(Error::Stale) => continue,
                 Err(error) => return Err(error),

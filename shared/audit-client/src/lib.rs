@@ -36,7 +36,11 @@ pub fn event(
     action: Action,
     caller: Option<&Caller>,
 ) -> EventBuilder {
-    let (trace_id, span_id) = interlock_telemetry::current_trace_ids().unwrap_or_default();
+    // The audit service requires a trace id. Without a current trace (no OpenTelemetry layer in
+    // this process, or work outside a request) a fresh one still ties together the events of one
+    // action; an event without one would be refused and block the outbox forever.
+    let (trace_id, span_id) = interlock_telemetry::current_trace_ids()
+        .unwrap_or_else(|| (uuid::Uuid::new_v4().simple().to_string(), String::new()));
     let mut event = AuditEvent {
         event_id: uuid::Uuid::now_v7().to_string(),
         time: Some(timestamp_from_micros(now_micros())),

@@ -33,6 +33,9 @@ pub fn on(database: Database) -> Arc<dyn DeconflictionStore> {
     }
 }
 
+/// Builds the audit events of committed registration writes: (event id, encoded event) each.
+pub type AuditOf<'a> = dyn Fn(&[RegistrationWrite]) -> Vec<(String, Vec<u8>)> + Send + Sync + 'a;
+
 /// A registration to insert (id 0, number assigned on commit for targets and operations) or to
 /// replace (its stored revision given), with the conflicts it found.
 #[derive(Clone, Debug)]
@@ -94,13 +97,15 @@ pub trait DeconflictionStore: Send + Sync + 'static {
 
     /// Commits registrations and their conflicts if the index feed is still at
     /// `index_revision`; `Error::Stale` otherwise. Each conflict also queues a DETECTED event
-    /// for both agencies.
+    /// for both agencies. `audit` builds the outbox events from the writes once their
+    /// deconfliction numbers are assigned (inside the transaction), so every event names the
+    /// registration it records.
     async fn commit_registrations(
         &self,
         index_revision: i64,
         year: i32,
         writes: Vec<RegistrationWrite>,
-        audit: Vec<(String, Vec<u8>)>,
+        audit: &AuditOf<'_>,
     ) -> Result<Committed>;
 
     /// Replaces a conflict still at `expected_revision`, queueing `events`.

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use sqlx::{PgPool, Row, SqlitePool};
 
-use super::{Committed, DeconflictionStore, Event, RegistrationWrite};
+use super::{AuditOf, Committed, DeconflictionStore, Event, RegistrationWrite};
 use crate::domain::conflict::{Conflict, DETECTED};
 use crate::domain::registration::{Kind, Registration};
 use crate::error::{Error, Result};
@@ -144,7 +144,7 @@ macro_rules! sql_store {
                 index_revision: i64,
                 year: i32,
                 writes: Vec<RegistrationWrite>,
-                audit: Vec<(String, Vec<u8>)>,
+                audit: &AuditOf<'_>,
             ) -> Result<Committed> {
                 let now = interlock_rpc::now_micros();
                 let mut tx = $begin(&self.pool).await?;
@@ -155,7 +155,10 @@ macro_rules! sql_store {
                     return Err(Error::Stale);
                 }
                 let mut committed = Committed { registrations: Vec::new(), conflicts: Vec::new(), index_revision: latest };
+                // The writes as committed, numbers assigned, for their audit events.
+                let mut numbered = Vec::with_capacity(writes.len());
                 for write in writes {
+                    let (expected_revision, request_id) = (write.expected_revision, write.request_id.clone());
                     let mut registration = write.registration;
                     let revision = match write.expected_revision {
                         Some(expected) => {
@@ -205,6 +208,17 @@ macro_rules! sql_store {
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
+                    let mut audited_conflicts = write.conflicts.clone();
+                    for conflict in &mut audited_conflicts {
+                        conflict.parties[1].registration_id = registration.id;
+                        conflict.parties[1].number = registration.number.clone();
+                    }
+                    numbered.push(RegistrationWrite {
+                        registration: registration.clone(),
+                        expected_revision,
+                        request_id,
+                        conflicts: audited_conflicts,
+                    });
                     for mut conflict in write.conflicts {
                         conflict.parties[1].registration_id = registration.id;
                         conflict.parties[1].number = registration.number.clone();
@@ -241,7 +255,7 @@ macro_rules! sql_store {
                     }
                     committed.registrations.push((registration, revision));
                 }
-                insert_audit(&mut tx, &audit).await?;
+                insert_audit(&mut tx, &audit(&numbered)).await?;
                 committed.index_revision = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM index_changes")
                     .fetch_one(&mut *tx)
                     .await?;
