@@ -8,16 +8,16 @@ use interlock_auth::{Caller, Role};
 use interlock_rpc::now_micros;
 
 use super::{check_etag, new_id};
-use crate::Registry;
 use crate::domain::agency::{Agency, agency_name};
 use crate::domain::agreement::{
     Actor, Agreement, AgreementState, Parties, SignOutcome, Terms, Version, VersionState, agreement_name,
 };
-use crate::domain::center::{Center, center_name};
+use crate::domain::center::Center;
 use crate::domain::grants::{self, Grant, World};
 use crate::domain::user::{User, user_name};
 use crate::error::{Error, Result};
 use crate::store::{Commit, Resource, Versioned};
+use crate::{OPERATOR_AGENCY, Registry};
 
 const SERVICE: &str = "/interlock.registry.v1.AgreementService/";
 
@@ -116,7 +116,8 @@ impl Registry {
         let agreement = Agreement::new(new_id(), &caller.agency, terms, &author(caller), now);
         let mut commit = Commit::default();
         commit.insert(&agreement, request_id);
-        self.commit_audited(commit, self.agreement_event("CreateAgreement", caller, &agreement)).await?;
+        self.commit_audited(commit, self.agreement_event("CreateAgreement", caller, &agreement, &membership))
+            .await?;
         Ok(Versioned { value: agreement, revision: 1 })
     }
 
@@ -179,8 +180,18 @@ impl Registry {
         rpc: &str,
         caller: &Caller,
         agreement: &Agreement,
+        membership: &Membership,
     ) -> interlock_audit_client::EventBuilder {
-        let owners = party_agencies(agreement.terms());
+        // The audit log names agencies as owners (a center is not one): the parties, or a center
+        // agreement's current members; the operator when a center has none yet.
+        let mut owners: Vec<String> = membership
+            .required_signers(agreement.terms(), now_micros())
+            .iter()
+            .map(|code| agency_name(code))
+            .collect();
+        if owners.is_empty() {
+            owners.push(agency_name(OPERATOR_AGENCY));
+        }
         self.audit(&method(rpc), Action::AgreementChange, Some(caller))
             .resource(agreement.name(), owners)
             .detail("version", agreement.current().version.to_string())
@@ -252,7 +263,10 @@ impl Registry {
             let result = apply(&mut agreement, &actor, &required, now)?;
             let mut commit = Commit::default();
             commit.update(&agreement, current.revision);
-            match self.commit_audited(commit, self.agreement_event(rpc, caller, &agreement)).await {
+            match self
+                .commit_audited(commit, self.agreement_event(rpc, caller, &agreement, &membership))
+                .await
+            {
                 Ok(_) => return Ok((Versioned { value: agreement, revision: current.revision + 1 }, result)),
                 Err(Error::Aborted(_)) if attempts < 3 && etag.is_empty() => attempts += 1,
                 Err(error) => return Err(error),
@@ -368,14 +382,4 @@ pub struct Preview {
 
 fn author(caller: &Caller) -> String {
     caller.user.clone().unwrap_or_else(|| caller.credential.clone())
-}
-
-/// `agencies/{code}` of every bilateral party, or `centers/{id}` for a center agreement: the
-/// owners an audit event names, so each party finds the changes to its agreements.
-fn party_agencies(terms: &Terms) -> Vec<String> {
-    match terms.shape() {
-        Some(Parties::Bilateral(parties)) => parties.iter().map(|(code, _)| agency_name(code)).collect(),
-        Some(Parties::Center(id)) => vec![center_name(id)],
-        None => Vec::new(),
-    }
 }

@@ -5,11 +5,11 @@ use interlock_auth::{Caller, Role};
 use interlock_rpc::now_micros;
 
 use super::require_role;
-use crate::Registry;
 use crate::domain::agency::agency_name;
 use crate::domain::center::{Center, CenterState, center_name};
 use crate::error::{Error, Result};
 use crate::store::{Commit, Resource, Versioned};
+use crate::{OPERATOR_AGENCY, Registry};
 
 const SERVICE: &str = "/interlock.registry.v1.CenterService/";
 
@@ -32,8 +32,9 @@ impl Registry {
         }
         let mut commit = Commit::default();
         commit.insert(&center, request_id);
-        let event =
-            self.audit(&method("CreateCenter"), Action::Create, Some(caller)).resource(center.name(), vec![]);
+        let event = self
+            .audit(&method("CreateCenter"), Action::Create, Some(caller))
+            .resource(center.name(), operator());
         self.commit_audited(commit, event).await?;
         Ok(Versioned { value: center, revision: 1 })
     }
@@ -82,7 +83,8 @@ impl Registry {
                 Ok(())
             },
             |center| {
-                let event = self.audit(&method(rpc), action, Some(caller)).resource(center.name(), vec![]);
+                let event =
+                    self.audit(&method(rpc), action, Some(caller)).resource(center.name(), operator());
                 match affected_agency {
                     Some(agency) => event.resource(agency_name(agency), vec![agency_name(agency)]),
                     None => event,
@@ -145,4 +147,10 @@ impl Registry {
         )
         .await
     }
+}
+
+/// The owner named in audit events for a center: the mesh operator, which administers centers
+/// (the audit log's owners are agencies, and a center is not one).
+fn operator() -> Vec<String> {
+    vec![agency_name(OPERATOR_AGENCY)]
 }
