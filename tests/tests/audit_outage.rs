@@ -14,6 +14,8 @@ use interlock_api::audit::v1::{Action, AuditEvent, ExportEventsRequest, Interloc
 use interlock_api::common::v1::{Contact, Selector, SelectorKind};
 use interlock_api::deconfliction::v1::deconfliction_service_client::DeconflictionServiceClient;
 use interlock_api::deconfliction::v1::{CreateTargetRequest, Target};
+use interlock_api::registry::v1::center_service_client::CenterServiceClient;
+use interlock_api::registry::v1::{AddCenterMemberRequest, Center, CreateCenterRequest};
 use interlock_auth::{CallerMetadata, Purpose};
 use interlock_storage::Database;
 use interlock_storage::testing::TestDatabase;
@@ -193,6 +195,21 @@ async fn every_event_written_while_the_audit_service_is_down_arrives_exactly_onc
         // The outage: registry writes, logons and deconfliction registrations all succeed.
         let dea = enroll_agency(&registry, "DEA", "Drug Enforcement Administration").await;
         let ice = enroll_agency(&registry, "ICE", "Immigration and Customs Enforcement").await;
+        // A center and its membership: events whose owner is the operator and the member agency.
+        let mut centers = CenterServiceClient::new(registry.admin_channel().await);
+        let center = Center { center_id: "ioc-2".into(), display_name: "IOC-2".into(), ..Center::default() };
+        centers
+            .create_center(CreateCenterRequest { center: Some(center), request_id: String::new() })
+            .await
+            .unwrap();
+        centers
+            .add_center_member(AddCenterMemberRequest {
+                center: "centers/ioc-2".into(),
+                agency: "agencies/DEA".into(),
+                ..AddCenterMemberRequest::default()
+            })
+            .await
+            .unwrap();
         token(&registry.url(), &dea.credential, &dea.secret).await.unwrap();
         let wrong = token(&registry.url(), &ice.credential, "ilk_not-the-secret").await.unwrap_err();
         assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
@@ -225,6 +242,7 @@ async fn every_event_written_while_the_audit_service_is_down_arrives_exactly_onc
         for code in ["DEA", "ICE"] {
             assert!(has(InterlockService::Registry, Action::Create, &format!("agencies/{code}")), "{code}");
         }
+        assert!(has(InterlockService::Registry, Action::Create, "centers/ioc-2"));
         assert!(has(InterlockService::Registry, Action::LogonSuccess, &dea.credential));
         assert!(has(InterlockService::Registry, Action::LogonFailure, &ice.credential));
         for number in &numbers {
