@@ -31,9 +31,13 @@ struct ServeArgs {
     config: ServeConfig,
 }
 
-/// `interlock serve` configuration from command-line style arguments, on a free port.
+/// `interlock serve` configuration from command-line style arguments, on a free port unless
+/// `extra` names one (a restarted server that clients must find at its old address).
 pub fn serve_config(data_dir: &std::path::Path, extra: &[&str]) -> ServeConfig {
-    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir"];
+    let mut args = vec!["serve", "--data-dir"];
+    if !extra.contains(&"--listen") {
+        args.splice(1..1, ["--listen", "127.0.0.1:0"]);
+    }
     let data_dir = data_dir.to_str().expect("utf-8 temp path");
     args.push(data_dir);
     args.extend_from_slice(extra);

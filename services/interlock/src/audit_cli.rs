@@ -1,5 +1,5 @@
-//! `interlock audit verify` and `interlock audit export`: the operator's and the compliance
-//! reviewer's tools for the audit log.
+//! `interlock audit verify`, `interlock audit export` and `interlock audit checkpoint`: the
+//! operator's, the compliance reviewer's and each agency's tools for the audit log.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,9 +9,13 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use interlock_api::audit::v1::audit_service_client::AuditServiceClient;
 use interlock_api::audit::v1::{
-    Action, AuditEvent, EventFilter, ExportEventsRequest, InterlockService, Outcome,
+    Action, AuditEvent, EventFilter, ExportEventsRequest, GetConsistencyProofRequest,
+    GetLatestCheckpointRequest, GetLogInfoRequest, InterlockService, Outcome,
 };
-use interlock_audit::domain::checkpoint::{NoteSigner, parse_verifier_key};
+use interlock_api::registry::v1::CreateAccessTokenRequest;
+use interlock_api::registry::v1::authentication_service_client::AuthenticationServiceClient;
+use interlock_audit::domain::checkpoint::{NoteSigner, parse_verifier_key, verify_note};
+use interlock_audit::merkle::{Hash, verify_consistency};
 use interlock_auth::{CallerMetadata, Purpose};
 use interlock_storage::Database;
 use tokio_stream::StreamExt;
@@ -118,25 +122,7 @@ pub struct ExportArgs {
 
 /// Streams the visible events to standard output as NDJSON or CSV.
 pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let token = match &args.token {
-        Some(token) => token.clone(),
-        None => {
-            let secret = std::fs::read_to_string(args.data_dir.join("bootstrap-admin.secret"))
-                .context("no --token and no bootstrap administrator secret in the data dir")?;
-            let mut auth = interlock_api::registry::v1::authentication_service_client::AuthenticationServiceClient::connect(
-                args.server.clone(),
-            )
-            .await?;
-            auth.create_access_token(interlock_api::registry::v1::CreateAccessTokenRequest {
-                credential: "agencies/INTERLOCK/credentials/bootstrap-admin".into(),
-                secret: secret.trim().to_owned(),
-                ttl: None,
-            })
-            .await?
-            .into_inner()
-            .access_token
-        }
-    };
+    let token = access_token(&args.server, args.token.as_deref(), &args.data_dir).await?;
     let channel = tonic::transport::Endpoint::from_shared(args.server.clone())?.connect().await?;
     let metadata = CallerMetadata::bearer(token).on_behalf_of(&args.user, Purpose::Investigation);
     let mut client = AuditServiceClient::new(InterceptedService::new(channel, metadata));
@@ -257,4 +243,223 @@ fn csv_field(value: &str) -> String {
 
 fn hex_string(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `interlock audit checkpoint`.
+#[derive(clap::Args)]
+pub struct CheckpointArgs {
+    /// The audit service.
+    #[arg(long, env = "INTERLOCK_AUDIT_ADDRESS", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+
+    /// The file where this agency keeps the last checkpoint it verified (created on first use).
+    #[arg(long, env = "INTERLOCK_AUDIT_STATE")]
+    pub state: PathBuf,
+
+    /// The log's signed-note verifier key (`<origin>+<key id>+<base64 key>`), obtained out of band
+    /// from the mesh operator. Without it, the key pinned in the state file is used, and on first
+    /// use the key the log announces is pinned (trust on first use, said so on standard error).
+    #[arg(long, env = "INTERLOCK_AUDIT_VERIFIER_KEY")]
+    pub verifier_key: Option<String>,
+
+    /// An access token of any credential of the mesh. Default: the bootstrap administrator's,
+    /// exchanged with the secret in `<data-dir>/bootstrap-admin.secret`.
+    #[arg(long, env = "INTERLOCK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    #[arg(long, env = "INTERLOCK_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+/// What `interlock audit checkpoint` established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointReport {
+    /// The verified checkpoint's tree size, now in the state file.
+    pub tree_size: u64,
+    /// The tree size of the checkpoint the state file held before, if any.
+    pub previous_tree_size: Option<u64>,
+    /// Whether the verifier key was pinned by this run without being supplied (trust on first use).
+    pub pinned_on_first_use: bool,
+}
+
+/// The last checkpoint an agency verified, as kept in its state file (JSON).
+struct SeenCheckpoint {
+    verifier_key: String,
+    tree_size: u64,
+    root: Hash,
+    signed_note: String,
+}
+
+impl SeenCheckpoint {
+    fn load(file: &std::path::Path) -> anyhow::Result<Option<Self>> {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error).with_context(|| format!("cannot read {}", file.display())),
+        };
+        let malformed = || format!("{} is not an audit checkpoint state file", file.display());
+        let json: serde_json::Value = serde_json::from_str(&text).with_context(malformed)?;
+        let field = |name: &str| json[name].as_str().map(str::to_owned).with_context(malformed);
+        let root: Hash = STANDARD
+            .decode(field("rootHash")?)
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .with_context(malformed)?;
+        Ok(Some(Self {
+            verifier_key: field("verifierKey")?,
+            tree_size: json["treeSize"].as_u64().with_context(malformed)?,
+            root,
+            signed_note: field("signedNote")?,
+        }))
+    }
+
+    /// Replaces the state file in one step (write beside it, then rename), so an interruption
+    /// never leaves a half-written state that would break the next run.
+    fn save(&self, file: &std::path::Path) -> anyhow::Result<()> {
+        let json = serde_json::json!({
+            "verifierKey": self.verifier_key,
+            "treeSize": self.tree_size,
+            "rootHash": STANDARD.encode(self.root),
+            "signedNote": self.signed_note,
+        });
+        let temporary = file.with_extension("tmp");
+        std::fs::write(&temporary, format!("{json:#}\n"))
+            .with_context(|| format!("cannot write {}", temporary.display()))?;
+        std::fs::rename(&temporary, file).with_context(|| format!("cannot replace {}", file.display()))
+    }
+}
+
+/// Fetches the latest signed checkpoint, verifies its signature with the pinned key and its
+/// consistency with the checkpoint seen last time, then keeps it as the new state. Fails, leaving
+/// the state file untouched, when the log was rewritten (or rolled back) since.
+pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<CheckpointReport> {
+    let previous = SeenCheckpoint::load(&args.state)?;
+    let token = access_token(&args.server, args.token.as_deref(), &args.data_dir).await?;
+    let channel = tonic::transport::Endpoint::from_shared(args.server.clone())?.connect().await?;
+    let mut client = AuditServiceClient::new(InterceptedService::new(channel, CallerMetadata::bearer(token)));
+
+    let mut pinned_on_first_use = false;
+    let verifier_key = match (&args.verifier_key, &previous) {
+        (Some(supplied), Some(seen)) if supplied.trim() != seen.verifier_key => bail!(
+            "{} pins the verifier key {} but --verifier-key says {}; if the operator really changed \
+             the log's key, confirm it with them and start a new state file",
+            args.state.display(),
+            seen.verifier_key,
+            supplied.trim()
+        ),
+        (Some(supplied), _) => supplied.trim().to_owned(),
+        (None, Some(seen)) => seen.verifier_key.clone(),
+        (None, None) => {
+            let info =
+                client.get_log_info(GetLogInfoRequest {}).await?.into_inner().log_info.unwrap_or_default();
+            eprintln!(
+                "warning: no --verifier-key; trusting the key the log announces on first use and pinning it in {}:\n  {}\n\
+                 compare it with the key the mesh operator gave you out of band",
+                args.state.display(),
+                info.verifier_key
+            );
+            pinned_on_first_use = true;
+            info.verifier_key
+        }
+    };
+    let (origin, key) = parse_verifier_key(&verifier_key)
+        .context("the verifier key is not a signed-note Ed25519 verifier key")?;
+
+    let latest = client
+        .get_latest_checkpoint(GetLatestCheckpointRequest {})
+        .await?
+        .into_inner()
+        .checkpoint
+        .context("the audit service returned no checkpoint")?;
+    // Only what the signature covers counts; the message's parsed fields must merely agree.
+    let note = verify_note(&latest.signed_note, &origin, &key).map_err(|error| {
+        anyhow::anyhow!("the latest checkpoint does not verify with the pinned key: {error}")
+    })?;
+    if note.tree_size != latest.tree_size || note.root.as_slice() != latest.root_hash.as_slice() {
+        bail!("the latest checkpoint's fields differ from its signed note");
+    }
+    println!("checkpoint of {origin}: {} leaves, signature verified", note.tree_size);
+
+    if let Some(seen) = &previous {
+        let rewritten = |why: String| {
+            anyhow::anyhow!(
+                "THE AUDIT LOG WAS REWRITTEN: {why}.\nKeep both signed checkpoints as evidence:\n\
+                 --- seen before ({})\n{}--- served now\n{}",
+                args.state.display(),
+                seen.signed_note,
+                latest.signed_note
+            )
+        };
+        if note.tree_size < seen.tree_size {
+            return Err(rewritten(format!(
+                "the log shrank from {} to {} leaves",
+                seen.tree_size, note.tree_size
+            )));
+        }
+        let proof = if note.tree_size == seen.tree_size || seen.tree_size == 0 {
+            // Equal sizes compare roots; every tree extends the empty one: no proof to fetch.
+            Vec::new()
+        } else {
+            let response = client
+                .get_consistency_proof(GetConsistencyProofRequest {
+                    first_tree_size: seen.tree_size,
+                    second_tree_size: note.tree_size,
+                })
+                .await?
+                .into_inner();
+            response
+                .hashes
+                .iter()
+                .map(|hash| Hash::try_from(hash.as_slice()))
+                .collect::<Result<Vec<Hash>, _>>()
+                .map_err(|_| rewritten("the consistency proof holds a hash that is not 32 bytes".into()))?
+        };
+        verify_consistency(seen.tree_size, note.tree_size, &proof, &seen.root, &note.root).map_err(
+            |error| {
+                rewritten(format!(
+                    "the checkpoint at {} leaves is not an extension of the one at {} seen before ({error})",
+                    note.tree_size, seen.tree_size
+                ))
+            },
+        )?;
+        println!("consistent with the checkpoint at {} leaves seen before", seen.tree_size);
+    }
+
+    SeenCheckpoint {
+        verifier_key,
+        tree_size: note.tree_size,
+        root: note.root,
+        signed_note: latest.signed_note,
+    }
+    .save(&args.state)?;
+    println!("kept in {}", args.state.display());
+    Ok(CheckpointReport {
+        tree_size: note.tree_size,
+        previous_tree_size: previous.map(|seen| seen.tree_size),
+        pinned_on_first_use,
+    })
+}
+
+/// `token`, or the bootstrap administrator's token exchanged with the secret in the data dir.
+async fn access_token(
+    server: &str,
+    token: Option<&str>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<String> {
+    if let Some(token) = token {
+        return Ok(token.to_owned());
+    }
+    let secret = std::fs::read_to_string(data_dir.join("bootstrap-admin.secret"))
+        .context("no --token and no bootstrap administrator secret in the data dir")?;
+    let mut auth =
+        AuthenticationServiceClient::connect(server.to_owned()).await.context("cannot reach the registry")?;
+    Ok(auth
+        .create_access_token(CreateAccessTokenRequest {
+            credential: "agencies/INTERLOCK/credentials/bootstrap-admin".into(),
+            secret: secret.trim().to_owned(),
+            ttl: None,
+        })
+        .await?
+        .into_inner()
+        .access_token)
 }

@@ -2,11 +2,16 @@
 //!
 //! In 2009 ICE agreed to add over 25 million records to the OCDETF Fusion Center (FBI, DEA, ATF
 //! and others) and joined IOC-2, after bilateral DEA–ICE and ATF–ICE agreements. The demo
-//! replays that story against the real services and prints what each step returns.
+//! replays that story against the real services and prints what each step returns, then shows
+//! each agency's contributor view of the audit log and verifies the log.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use interlock_api::audit::v1::audit_service_client::AuditServiceClient;
+use interlock_api::audit::v1::{
+    Action, AuditEvent, EventFilter, GetLatestCheckpointRequest, GetLogInfoRequest, ListEventsRequest,
+};
 use interlock_api::common::v1::{AccessLevel, Contact, Purpose, RecordCategory, SensitivityLevel};
 use interlock_api::registry::v1::agency_service_client::AgencyServiceClient;
 use interlock_api::registry::v1::agreement_service_client::AgreementServiceClient;
@@ -42,6 +47,7 @@ pub async fn run(mut config: ServeConfig) -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     config.data_dir = data.path().to_owned();
     config.service = ServiceKind::All;
+    let audit_origin = config.audit_origin.clone();
     let mesh = Mesh::start(config).await?;
     let url = mesh.url();
     println!("Interlock demo: the whole mesh on a fresh embedded store at {url}");
@@ -201,8 +207,125 @@ pub async fn run(mut config: ServeConfig) -> anyhow::Result<()> {
     records_part(&channel, &agencies).await?;
     deconfliction_part(&agencies).await?;
 
+    step("The audit log: what each agency's contributor view shows");
+    wait_until_outboxes_delivered(data.path()).await?;
+    println!("   every change and logon above is an event; each agency administrator reads the events");
+    println!("   others caused on its data and registrations (its own actions are in the log too):");
+    for (code, channel) in &agencies {
+        print_contributor_view(code, channel).await?;
+    }
+
+    step("The audit log verifies (as `interlock audit verify` does, on the demo's data folder)");
+    wait_until_checkpointed(&admin).await?;
     mesh.shutdown().await?;
+    crate::audit_cli::verify(crate::audit_cli::VerifyArgs {
+        database_url: None,
+        data_dir: data.path().to_owned(),
+        verifier_key: None,
+        audit_origin,
+    })
+    .await?;
     Ok(())
+}
+
+/// Waits until the registry's and deconfliction's outboxes are delivered to the audit service, so
+/// the log holds every event of the steps above before it is read.
+async fn wait_until_outboxes_delivered(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use interlock_audit_client::Outbox;
+    use interlock_storage::Database;
+    let open = |service: &str| format!("sqlite://{}", data_dir.join(format!("{service}.db")).display());
+    let registry = interlock_registry::RegistryOutbox(interlock_registry::store::on(
+        Database::open(&open("registry"), &interlock_registry::store::MIGRATIONS).await?,
+    ));
+    let deconfliction = interlock_deconfliction::DeconflictionOutbox(interlock_deconfliction::store::on(
+        Database::open(&open("deconfliction"), &interlock_deconfliction::store::MIGRATIONS).await?,
+    ));
+    for _ in 0..200 {
+        let waiting = registry.pending(1).await.map_err(anyhow::Error::msg)?.len()
+            + deconfliction.pending(1).await.map_err(anyhow::Error::msg)?.len();
+        if waiting == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the audit events were not delivered within 10 seconds")
+}
+
+/// Waits until a signed checkpoint covers every durable event, so verification checks them all.
+async fn wait_until_checkpointed(admin: &Authed) -> anyhow::Result<()> {
+    let mut audit = AuditServiceClient::new(admin.clone());
+    for _ in 0..100 {
+        let size = audit
+            .get_log_info(GetLogInfoRequest {})
+            .await?
+            .into_inner()
+            .log_info
+            .unwrap_or_default()
+            .tree_size;
+        let latest = audit.get_latest_checkpoint(GetLatestCheckpointRequest {}).await?.into_inner();
+        if latest.checkpoint.is_some_and(|checkpoint| checkpoint.tree_size >= size) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("no checkpoint covered the log within 10 seconds")
+}
+
+/// The last few events others caused on `code`'s data, as its administrator reads them.
+async fn print_contributor_view(code: &str, channel: &Authed) -> anyhow::Result<()> {
+    let own = format!("agencies/{code}");
+    let filter = EventFilter { resource_owner: own.clone(), ..EventFilter::default() };
+    let events = AuditServiceClient::new(channel.clone())
+        .list_events(ListEventsRequest { filter: Some(filter), page_size: 1_000, ..Default::default() })
+        .await?
+        .into_inner()
+        .events;
+    let by_others: Vec<&AuditEvent> = events.iter().filter(|event| event.actor_agency != own).collect();
+    let mut actors: BTreeMap<&str, usize> = BTreeMap::new();
+    for event in &by_others {
+        *actors.entry(event.actor_agency.trim_start_matches("agencies/")).or_default() += 1;
+    }
+    let actors: Vec<String> = actors.iter().map(|(actor, count)| format!("{actor} {count}")).collect();
+    println!(
+        "   {code}: {} events by others on its data ({}); the latest:",
+        by_others.len(),
+        actors.join(", ")
+    );
+    for event in by_others.iter().rev().take(3).rev() {
+        let action =
+            Action::try_from(event.action).map_or("?", |a| a.as_str_name().trim_start_matches("ACTION_"));
+        let resource = event.resources.iter().find(|r| r.owners.contains(&own));
+        let (resource, agreement) = resource.map_or(("", String::new()), |r| {
+            let agreement = if r.agreement.is_empty() {
+                String::new()
+            } else {
+                format!(" under {} v{}", r.agreement, r.agreement_version)
+            };
+            (r.resource.as_str(), agreement)
+        });
+        let purpose = Purpose::try_from(event.purpose)
+            .ok()
+            .filter(|p| *p != Purpose::Unspecified)
+            .map_or(String::new(), |p| {
+                format!(" for {}", p.as_str_name().trim_start_matches("PURPOSE_").to_lowercase())
+            });
+        let who =
+            if event.actor_user.is_empty() { event.credential.as_str() } else { event.actor_user.as_str() };
+        println!(
+            "     {} {} ({who}): {action} {resource}{agreement}{purpose}",
+            time_of(event),
+            event.actor_agency.trim_start_matches("agencies/"),
+        );
+    }
+    Ok(())
+}
+
+fn time_of(event: &AuditEvent) -> String {
+    event
+        .time
+        .as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+        .map_or_else(String::new, |t| t.format("%H:%M:%S").to_string())
 }
 
 fn step(title: &str) {

@@ -19,7 +19,7 @@ enum Command {
     Demo(Box<ServeConfig>),
     #[command(flatten)]
     Operator(Box<interlock::cli::OperatorCommand>),
-    /// Verify or export the audit log.
+    /// Verify or export the audit log, or check its latest checkpoint as an agency.
     #[command(subcommand)]
     Audit(AuditCommand),
 }
@@ -30,6 +30,9 @@ enum AuditCommand {
     Verify(interlock::audit_cli::VerifyArgs),
     /// Stream the events the caller may see as NDJSON or CSV (for compliance reviews).
     Export(interlock::audit_cli::ExportArgs),
+    /// Fetch the latest signed checkpoint, verify its signature and its consistency with the one
+    /// kept in --state, then keep it: a rewritten history fails with a non-zero exit.
+    Checkpoint(interlock::audit_cli::CheckpointArgs),
 }
 
 #[tokio::main]
@@ -49,6 +52,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Audit(AuditCommand::Verify(args)) => interlock::audit_cli::verify(args).await,
         Command::Audit(AuditCommand::Export(args)) => interlock::audit_cli::export(args).await,
+        Command::Audit(AuditCommand::Checkpoint(args)) => {
+            interlock::audit_cli::checkpoint(args).await.map(drop)
+        }
         Command::Demo(mut config) => {
             // The demo talks to the user on standard output; only warnings go to the log.
             config.listen = "127.0.0.1:0".parse()?;
