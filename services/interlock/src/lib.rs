@@ -8,4 +8,6 @@ pub mod audit_cli;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod generate;
+pub mod record_json;
 pub mod serve;

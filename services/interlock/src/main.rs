@@ -17,6 +17,8 @@ enum Command {
     Serve(Box<ServeConfig>),
     /// Start the whole mesh on a fresh temporary store and walk the article's scenario.
     Demo(Box<ServeConfig>),
+    /// Write synthetic records for many agencies as record files (NDJSON).
+    Generate(interlock::generate::GenerateArgs),
     #[command(flatten)]
     Operator(Box<interlock::cli::OperatorCommand>),
     /// Verify or export the audit log, or check its latest checkpoint as an agency.
@@ -50,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
             telemetry.shutdown();
             outcome
         }
+        Command::Generate(args) => interlock::generate::run(args),
         Command::Audit(AuditCommand::Verify(args)) => interlock::audit_cli::verify(args).await,
         Command::Audit(AuditCommand::Export(args)) => interlock::audit_cli::export(args).await,
         Command::Audit(AuditCommand::Checkpoint(args)) => {

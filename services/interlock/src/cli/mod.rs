@@ -12,6 +12,7 @@ pub mod centers;
 pub mod credentials;
 pub mod grants;
 mod output;
+pub mod records;
 mod vocabulary;
 
 use std::path::PathBuf;
@@ -42,6 +43,8 @@ pub enum OperatorCommand {
     Agreements(agreements::AgreementsCommand),
     /// The compiled grants the agreements give each consumer.
     Grants(grants::GrantsCommand),
+    /// Records: bulk ingest of record files.
+    Records(records::RecordsCommand),
 }
 
 /// Runs one operator command.
@@ -52,6 +55,7 @@ pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
         OperatorCommand::Credentials(command) => credentials::run(command).await,
         OperatorCommand::Agreements(command) => agreements::run(command).await,
         OperatorCommand::Grants(command) => grants::run(command).await,
+        OperatorCommand::Records(command) => records::run(command).await,
     }
 }
 
