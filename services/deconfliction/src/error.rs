@@ -22,6 +22,9 @@ pub enum Error {
     Storage(#[from] sqlx::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The group commit a request's write was part of failed (shared by all its requests).
+    #[error("{0}")]
+    GroupCommit(std::sync::Arc<Error>),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -70,6 +73,14 @@ impl From<Error> for Status {
             Error::Storage(error) => {
                 // The database's message may name tables or values: log it, don't send it.
                 tracing::error!(%error, "deconfliction storage failure");
+                status_with_reason(
+                    Code::Unavailable,
+                    "STORAGE_UNAVAILABLE",
+                    "the deconfliction database is unavailable; retry",
+                )
+            }
+            Error::GroupCommit(error) => {
+                tracing::error!(%error, "deconfliction group commit failed");
                 status_with_reason(
                     Code::Unavailable,
                     "STORAGE_UNAVAILABLE",

@@ -2,6 +2,7 @@
 //! decided against an index that is provably current, and act on conflicts.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use interlock_api::audit::v1::{Action, InterlockService};
@@ -10,7 +11,7 @@ use interlock_audit_client::EventBuilder;
 use interlock_auth::Caller;
 use interlock_rpc::now_micros;
 use interlock_selectors::SelectorKey;
-use tokio::sync::{Mutex, RwLock, watch};
+use tokio::sync::{Mutex, RwLock, mpsc, oneshot, watch};
 
 use crate::domain::conflict::{
     Conflict, DETECTED, ESCALATED, Escalation, HistoryEntry, Party, Refusal, StoredMatch,
@@ -19,10 +20,15 @@ use crate::domain::index::{Hit, MatchIndex};
 use crate::domain::registration::{Kind, Registration};
 use crate::domain::rules::Rules;
 use crate::error::{Error, Result};
-use crate::store::{Committed, DeconflictionStore, Event, RegistrationWrite};
+use crate::store::{CheckRecord, Committed, DeconflictionStore, Event, RegistrationWrite};
 
 /// How many times a registration is decided again when another one landed first.
 const STALE_RETRIES: usize = 10;
+
+/// At most this many dry-run checks share one transaction; more wait for the next.
+const CHECKS_PER_COMMIT: usize = 1_000;
+/// Checks queued for the recorder before callers wait for room (back-pressure, not loss).
+const CHECK_QUEUE: usize = 8_192;
 
 pub struct DeconflictionConfig {
     /// The key digests are made with.
@@ -44,6 +50,20 @@ pub struct Deconfliction {
     index: RwLock<IndexState>,
     /// Serialises this replica's registrations (the database serialises replicas).
     writing: Mutex<()>,
+    /// Serialises catch-ups, so concurrent callers share one feed query (see `catch_up`).
+    catching_up: Mutex<()>,
+    /// Catch-ups begun so far; the number of the latest is its ticket.
+    catch_ups_started: AtomicU64,
+    /// The ticket of the latest catch-up that succeeded.
+    catch_ups_done: AtomicU64,
+    /// The group-commit queue of dry-run check records (see `record_checks`).
+    checks: mpsc::Sender<PendingCheck>,
+}
+
+/// A check record waiting for its group commit, and who to tell once it is durable.
+struct PendingCheck {
+    record: CheckRecord,
+    committed: oneshot::Sender<Result<()>>,
 }
 
 /// One registration to make, with what it found.
@@ -68,11 +88,18 @@ impl Deconfliction {
             }
         }
         tracing::info!(registrations = index.len(), revision, "match index built");
+        let (checks, queued) = mpsc::channel(CHECK_QUEUE);
+        // The recorder holds the store, not the service: it ends when the service is dropped.
+        tokio::spawn(record_checks(store.clone(), queued));
         let service = Arc::new(Self {
             store,
             config,
             index: RwLock::new(IndexState { index, revision }),
             writing: Mutex::new(()),
+            catching_up: Mutex::new(()),
+            catch_ups_started: AtomicU64::new(0),
+            catch_ups_done: AtomicU64::new(0),
+            checks,
         });
         // Changes committed between reading the revision and finishing the scan are re-applied.
         service.catch_up().await?;
@@ -87,8 +114,26 @@ impl Deconfliction {
         &self.config.key
     }
 
-    /// Applies registrations other replicas (or this one) committed since the index's revision.
+    /// Applies registrations other replicas (or this one) committed since the index's revision:
+    /// on return the index holds everything committed before the call.
+    ///
+    /// Concurrent callers share the work: a catch-up that *began* after this call did reads the
+    /// feed after every commit that preceded the call, so its success covers this caller too. At
+    /// thousands of checks per second this turns one feed query per check (~80 µs of driver time
+    /// each on SQLite) into one per wave of waiting checks, with the same guarantee.
     pub async fn catch_up(&self) -> Result<()> {
+        let arrived = self.catch_ups_started.load(Ordering::Acquire);
+        let _one_at_a_time = self.catching_up.lock().await;
+        if self.catch_ups_done.load(Ordering::Acquire) > arrived {
+            return Ok(());
+        }
+        let ticket = self.catch_ups_started.fetch_add(1, Ordering::AcqRel) + 1;
+        self.read_feed().await?;
+        self.catch_ups_done.store(ticket, Ordering::Release);
+        Ok(())
+    }
+
+    async fn read_feed(&self) -> Result<()> {
         let from = self.index.read().await.revision;
         let changes = self.store.index_changes_after(from, 10_000).await?;
         if changes.is_empty() {
@@ -311,7 +356,16 @@ impl Deconfliction {
                     .encode(),
             );
         }
-        self.store.record_check(&caller.agency, events, audit).await
+        let (committed, outcome) = oneshot::channel();
+        let record = CheckRecord { agency: caller.agency.clone(), time_us: now, events, audit };
+        self.checks
+            .send(PendingCheck { record, committed })
+            .await
+            .map_err(|_| Error::GroupCommit(Arc::new(Error::Corrupt("the check recorder stopped".into()))))?;
+        // Answered only once the batch holding this check (and its audit events) is committed.
+        outcome
+            .await
+            .map_err(|_| Error::GroupCommit(Arc::new(Error::Corrupt("the check recorder stopped".into()))))?
     }
 
     /// A conflict the caller is party to (center administrators and auditors see all);
@@ -422,6 +476,32 @@ impl Deconfliction {
             }
         }
         Ok(())
+    }
+}
+
+/// The group commit of dry-run checks: whatever checks queued while the previous transaction
+/// ran are written together in the next, and each caller is answered only after the
+/// transaction holding its check committed, so the audit trail stays durable before the answer.
+/// No timer: a lone check commits at once, and under load batches grow by themselves.
+async fn record_checks(store: Arc<dyn DeconflictionStore>, mut queued: mpsc::Receiver<PendingCheck>) {
+    let mut batch = Vec::with_capacity(CHECKS_PER_COMMIT);
+    while queued.recv_many(&mut batch, CHECKS_PER_COMMIT).await > 0 {
+        let (records, waiting): (Vec<_>, Vec<_>) =
+            batch.drain(..).map(|pending| (pending.record, pending.committed)).unzip();
+        match store.record_checks(records).await {
+            Ok(()) => {
+                for committed in waiting {
+                    // The caller may have gone (cancelled call): its check is recorded anyway.
+                    let _ = committed.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                for committed in waiting {
+                    let _ = committed.send(Err(Error::GroupCommit(error.clone())));
+                }
+            }
+        }
     }
 }
 

@@ -32,10 +32,53 @@ pub struct Hit {
     pub matches: Vec<Match>,
 }
 
+/// The registrations holding one selector. Nearly every selector is held by one registration,
+/// so that case is kept inline: at ten million selectors a `Vec` per entry would add a heap
+/// allocation (~48 bytes with the allocator's overhead) each.
+#[derive(Clone, Debug)]
+enum Ids {
+    One(i64),
+    Many(Vec<i64>),
+}
+
+impl Ids {
+    fn as_slice(&self) -> &[i64] {
+        match self {
+            Ids::One(id) => std::slice::from_ref(id),
+            Ids::Many(ids) => ids,
+        }
+    }
+
+    fn push(&mut self, id: i64) {
+        match self {
+            Ids::One(first) => *self = Ids::Many(vec![*first, id]),
+            Ids::Many(ids) => ids.push(id),
+        }
+    }
+
+    /// Removes `id`; false when none is left.
+    fn remove(&mut self, id: i64) -> bool {
+        match self {
+            Ids::One(only) => *only != id,
+            Ids::Many(ids) => {
+                ids.retain(|other| *other != id);
+                if let [last] = ids.as_slice() {
+                    *self = Ids::One(*last);
+                }
+                !ids_empty(self)
+            }
+        }
+    }
+}
+
+fn ids_empty(ids: &Ids) -> bool {
+    matches!(ids, Ids::Many(ids) if ids.is_empty())
+}
+
 #[derive(Default)]
 pub struct MatchIndex {
     registrations: HashMap<i64, Arc<Registration>>,
-    selectors: HashMap<(i32, Hash32), Vec<i64>>,
+    selectors: HashMap<(i32, Hash32), Ids>,
     persons_by_birth_date: HashMap<Hash32, Vec<i64>>,
     operations: RTree<OperationBox>,
 }
@@ -58,7 +101,10 @@ impl MatchIndex {
         self.remove(registration.id);
         let id = registration.id;
         for selector in registration.all_selectors() {
-            self.selectors.entry((selector.kind, selector.digest)).or_default().push(id);
+            self.selectors
+                .entry((selector.kind, selector.digest))
+                .and_modify(|ids| ids.push(id))
+                .or_insert(Ids::One(id));
         }
         for person in &registration.persons {
             if let Some(birth_date) = person.birth_date {
@@ -79,11 +125,10 @@ impl MatchIndex {
         let Some(old) = self.registrations.remove(&id) else { return };
         for selector in old.all_selectors() {
             let key = (selector.kind, selector.digest);
-            if let Some(ids) = self.selectors.get_mut(&key) {
-                ids.retain(|other| *other != id);
-                if ids.is_empty() {
-                    self.selectors.remove(&key);
-                }
+            if let Some(ids) = self.selectors.get_mut(&key)
+                && !ids.remove(id)
+            {
+                self.selectors.remove(&key);
             }
         }
         for person in &old.persons {
@@ -113,7 +158,8 @@ impl MatchIndex {
                 && !(other.kind == Kind::Record && checked.kind == Kind::Record)
         };
         for selector in checked.all_selectors() {
-            for id in self.selectors.get(&(selector.kind, selector.digest)).into_iter().flatten() {
+            let ids = self.selectors.get(&(selector.kind, selector.digest)).map_or(&[][..], Ids::as_slice);
+            for id in ids {
                 if self.registrations.get(id).is_some_and(|other| eligible(other)) {
                     hits.entry(*id)
                         .or_default()

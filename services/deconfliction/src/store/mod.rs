@@ -56,6 +56,16 @@ pub struct Event {
     pub time_us: i64,
 }
 
+/// A dry-run check to record: the agency that checked, when, the watch events its hits caused
+/// and its audit events.
+#[derive(Clone, Debug)]
+pub struct CheckRecord {
+    pub agency: String,
+    pub time_us: i64,
+    pub events: Vec<Event>,
+    pub audit: Vec<(String, Vec<u8>)>,
+}
+
 /// What a registration commit stored.
 #[derive(Clone, Debug)]
 pub struct Committed {
@@ -116,13 +126,9 @@ pub trait DeconflictionStore: Send + Sync + 'static {
         audit: Vec<(String, Vec<u8>)>,
     ) -> Result<i64>;
 
-    /// Records checks that registered nothing, with the events their hits caused.
-    async fn record_check(
-        &self,
-        agency: &str,
-        events: Vec<Event>,
-        audit: Vec<(String, Vec<u8>)>,
-    ) -> Result<()>;
+    /// Records checks that registered nothing, with the events their hits caused, all in one
+    /// transaction (the group commit of concurrent checks).
+    async fn record_checks(&self, checks: Vec<CheckRecord>) -> Result<()>;
 
     async fn conflict(&self, id: i64) -> Result<Option<(Conflict, i64)>>;
     async fn conflict_by_number(&self, number: &str) -> Result<Option<(Conflict, i64)>>;
