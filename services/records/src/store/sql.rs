@@ -12,7 +12,7 @@ use super::{
     StoredRecord, StoredVersion, WriteBatch,
 };
 use crate::domain::query::{Term, to_fts5, to_tsquery};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A value bound to a dynamically built statement.
 #[derive(Clone, Debug)]
@@ -57,6 +57,32 @@ impl Query {
         }
         self
     }
+}
+
+/// Rows per multi-row INSERT: each statement costs ~75 µs of driver overhead on SQLite whatever
+/// its size (docs/benchmarks.md), so rows are sent in groups; 100 rows of the widest table (17
+/// columns) stay far below both backends' parameter limits (SQLite 32,766, PostgreSQL 65,535),
+/// and full groups always produce the same SQL, so the prepared statement is cached per
+/// connection and reused.
+const ROWS_PER_STATEMENT: usize = 100;
+
+/// `($1, …, $cols), ($cols+1, …), …` for `rows` rows: the VALUES list of a multi-row INSERT.
+fn values_list(rows: usize, cols: usize) -> String {
+    let mut sql = String::with_capacity(rows * cols * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for col in 0..cols {
+            if col > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", row * cols + col + 1));
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// The full-text search of one backend.
@@ -189,35 +215,68 @@ macro_rules! sql_store {
 
             async fn write(&self, batch: WriteBatch) -> Result<Vec<Option<i64>>> {
                 let now = batch.now_us;
+                let writes = &batch.writes;
                 let mut tx = $begin(&self.pool).await?;
-                let mut results = Vec::with_capacity(batch.writes.len());
-                for write in &batch.writes {
-                    let version = write.expected_version.map_or(1, |v| v + 1);
-                    let seq: Option<i64> = match (&write.prepared, write.expected_version) {
-                        (Some(p), None) => sqlx::query_scalar(
-                            "INSERT INTO records (id, owner, record_number, category, sensitivity, caveats, title, \
-                             narrative, report_us, occur_us, review_by_us, version, deleted, create_us, update_us, \
-                             content_hash, doc) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, 0, $12, $12, $13, $14) \
-                             ON CONFLICT (owner, record_number) DO NOTHING RETURNING seq",
-                        )
-                        .bind(&write.id)
-                        .bind(&write.owner)
-                        .bind(&write.record_number)
-                        .bind(i64::from(p.content.category))
-                        .bind(i64::from(p.content.sensitivity))
-                        .bind(p.caveats_mask)
-                        .bind(&p.content.title)
-                        .bind(&p.content.narrative)
-                        .bind(p.report_us)
-                        .bind(p.occur_us)
-                        .bind(p.review_by_us)
-                        .bind(now)
-                        .bind(&p.hash)
-                        .bind(p.doc.as_slice())
-                        .fetch_optional(&mut *tx)
-                        .await?,
-                        (Some(p), Some(expected)) => sqlx::query_scalar(
+                let mut results: Vec<Option<i64>> = vec![None; writes.len()];
+                // The record seq of each successful write, for its index rows.
+                let mut seqs: Vec<Option<i64>> = vec![None; writes.len()];
+
+                // New records first, ROWS_PER_STATEMENT to a statement: in a bulk ingest nearly
+                // every write is one, and each statement costs far more than a row. A number
+                // another writer took meanwhile is skipped by ON CONFLICT and reported as None.
+                // Creates never depend on an update of the same batch (a number seen earlier in
+                // the batch is an update), so doing them before the updates keeps the outcome.
+                let creates: Vec<usize> = (0..writes.len())
+                    .filter(|&i| writes[i].expected_version.is_none() && writes[i].prepared.is_some())
+                    .collect();
+                for chunk in creates.chunks(ROWS_PER_STATEMENT) {
+                    let sql = format!(
+                        "INSERT INTO records (id, owner, record_number, category, sensitivity, caveats, title, \
+                         narrative, report_us, occur_us, review_by_us, version, deleted, create_us, update_us, \
+                         content_hash, doc) VALUES {} ON CONFLICT (owner, record_number) DO NOTHING RETURNING id, seq",
+                        values_list(chunk.len(), 17)
+                    );
+                    let mut statement = sqlx::query(AssertSqlSafe(sql));
+                    for &i in chunk {
+                        let (write, p) = (&writes[i], writes[i].prepared.as_ref().ok_or(Error::Corrupt("a create without content".into()))?);
+                        statement = statement
+                            .bind(&write.id)
+                            .bind(&write.owner)
+                            .bind(&write.record_number)
+                            .bind(i64::from(p.content.category))
+                            .bind(i64::from(p.content.sensitivity))
+                            .bind(p.caveats_mask)
+                            .bind(&p.content.title)
+                            .bind(&p.content.narrative)
+                            .bind(p.report_us)
+                            .bind(p.occur_us)
+                            .bind(p.review_by_us)
+                            .bind(1i64)
+                            .bind(0i64)
+                            .bind(now)
+                            .bind(now)
+                            .bind(&p.hash)
+                            .bind(p.doc.as_slice());
+                    }
+                    // RETURNING gives no row order guarantee: match rows to writes by id.
+                    let mut inserted = std::collections::HashMap::new();
+                    for row in statement.fetch_all(&mut *tx).await? {
+                        inserted.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
+                    }
+                    for &i in chunk {
+                        if let Some(seq) = inserted.get(&writes[i].id) {
+                            seqs[i] = Some(*seq);
+                            results[i] = Some(1);
+                        }
+                    }
+                }
+
+                // Updates, restores and deletions one by one, in order (rare in bulk ingest).
+                for (i, write) in writes.iter().enumerate() {
+                    let Some(expected) = write.expected_version else { continue };
+                    let version = expected + 1;
+                    let seq: Option<i64> = match &write.prepared {
+                        Some(p) => sqlx::query_scalar(
                             "UPDATE records SET category = $1, sensitivity = $2, caveats = $3, title = $4, \
                              narrative = $5, report_us = $6, occur_us = $7, review_by_us = $8, version = $9, \
                              deleted = 0, update_us = $10, content_hash = $11, doc = $12 \
@@ -239,7 +298,7 @@ macro_rules! sql_store {
                         .bind(expected)
                         .fetch_optional(&mut *tx)
                         .await?,
-                        (None, Some(expected)) => sqlx::query_scalar(
+                        None => sqlx::query_scalar(
                             "UPDATE records SET version = $1, deleted = 1, update_us = $2 \
                              WHERE id = $3 AND version = $4 AND deleted = 0 RETURNING seq",
                         )
@@ -249,63 +308,85 @@ macro_rules! sql_store {
                         .bind(expected)
                         .fetch_optional(&mut *tx)
                         .await?,
-                        (None, None) => None,
                     };
-                    let Some(seq) = seq else {
-                        results.push(None);
-                        continue;
-                    };
-                    if write.expected_version.is_some() {
-                        sqlx::query("DELETE FROM record_selectors WHERE record_seq = $1").bind(seq).execute(&mut *tx).await?;
-                        sqlx::query("DELETE FROM record_persons WHERE record_seq = $1").bind(seq).execute(&mut *tx).await?;
+                    let Some(seq) = seq else { continue };
+                    sqlx::query("DELETE FROM record_selectors WHERE record_seq = $1").bind(seq).execute(&mut *tx).await?;
+                    sqlx::query("DELETE FROM record_persons WHERE record_seq = $1").bind(seq).execute(&mut *tx).await?;
+                    seqs[i] = Some(seq);
+                    results[i] = Some(version);
+                }
+
+                // Index rows, versions and audit events of the successful writes, in write order,
+                // as multi-row INSERTs.
+                let done: Vec<usize> = (0..writes.len()).filter(|&i| results[i].is_some()).collect();
+                let selectors: Vec<(i64, &crate::domain::record::IndexedSelector)> = done
+                    .iter()
+                    .filter_map(|&i| Some((seqs[i]?, writes[i].prepared.as_ref()?)))
+                    .flat_map(|(seq, p)| p.selectors.iter().map(move |s| (seq, s)))
+                    .collect();
+                for chunk in selectors.chunks(ROWS_PER_STATEMENT) {
+                    let sql = format!(
+                        "INSERT INTO record_selectors (record_seq, kind, region, value) VALUES {}",
+                        values_list(chunk.len(), 4)
+                    );
+                    let mut statement = sqlx::query(AssertSqlSafe(sql));
+                    for (seq, s) in chunk {
+                        statement = statement.bind(*seq).bind(i64::from(s.kind)).bind(&s.region).bind(&s.value);
                     }
-                    if let Some(p) = &write.prepared {
-                        for s in &p.selectors {
-                            sqlx::query("INSERT INTO record_selectors (record_seq, kind, region, value) VALUES ($1, $2, $3, $4)")
-                                .bind(seq)
-                                .bind(i64::from(s.kind))
-                                .bind(&s.region)
-                                .bind(&s.value)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
-                        for person in &p.persons {
-                            sqlx::query(
-                                "INSERT INTO record_persons (record_seq, surname, given, middle, suffix, birth_date) \
-                                 VALUES ($1, $2, $3, $4, $5, $6)",
-                            )
-                            .bind(seq)
+                    statement.execute(&mut *tx).await?;
+                }
+                let persons: Vec<(i64, &crate::domain::record::IndexedPerson)> = done
+                    .iter()
+                    .filter_map(|&i| Some((seqs[i]?, writes[i].prepared.as_ref()?)))
+                    .flat_map(|(seq, p)| p.persons.iter().map(move |person| (seq, person)))
+                    .collect();
+                for chunk in persons.chunks(ROWS_PER_STATEMENT) {
+                    let sql = format!(
+                        "INSERT INTO record_persons (record_seq, surname, given, middle, suffix, birth_date) VALUES {}",
+                        values_list(chunk.len(), 6)
+                    );
+                    let mut statement = sqlx::query(AssertSqlSafe(sql));
+                    for (seq, person) in chunk {
+                        statement = statement
+                            .bind(*seq)
                             .bind(&person.surname)
                             .bind(&person.given)
                             .bind(&person.middle)
                             .bind(&person.suffix)
-                            .bind(&person.birth_date)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
+                            .bind(&person.birth_date);
                     }
-                    sqlx::query(
-                        "INSERT INTO record_versions (record_id, version, change, doc, create_us, user_name) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(&write.id)
-                    .bind(version)
-                    .bind(i64::from(write.change))
-                    .bind(write.prepared.as_ref().map(|p| p.doc.as_slice()))
-                    .bind(now)
-                    .bind(&write.user)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query("INSERT INTO deconfliction_outbox (record_id) VALUES ($1)")
-                        .bind(&write.id)
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query("INSERT INTO audit_outbox (event_id, event) VALUES ($1, $2)")
-                        .bind(&write.audit_event.0)
-                        .bind(write.audit_event.1.as_slice())
-                        .execute(&mut *tx)
-                        .await?;
-                    results.push(Some(version));
+                    statement.execute(&mut *tx).await?;
+                }
+                for chunk in done.chunks(ROWS_PER_STATEMENT) {
+                    let sql = format!(
+                        "INSERT INTO record_versions (record_id, version, change, doc, create_us, user_name) VALUES {}",
+                        values_list(chunk.len(), 6)
+                    );
+                    let mut statement = sqlx::query(AssertSqlSafe(sql));
+                    for &i in chunk {
+                        let write = &writes[i];
+                        statement = statement
+                            .bind(&write.id)
+                            .bind(results[i])
+                            .bind(i64::from(write.change))
+                            .bind(write.prepared.as_ref().map(|p| p.doc.as_slice()))
+                            .bind(now)
+                            .bind(&write.user);
+                    }
+                    statement.execute(&mut *tx).await?;
+                    // Every written record is (re-)registered with the deconfliction hub.
+                    let sql = format!("INSERT INTO deconfliction_outbox (record_id) VALUES {}", values_list(chunk.len(), 1));
+                    let mut statement = sqlx::query(AssertSqlSafe(sql));
+                    for &i in chunk {
+                        statement = statement.bind(&writes[i].id);
+                    }
+                    statement.execute(&mut *tx).await?;
+                    let sql = format!("INSERT INTO audit_outbox (event_id, event) VALUES {}", values_list(chunk.len(), 2));
+                    let mut statement = sqlx::query(AssertSqlSafe(sql));
+                    for &i in chunk {
+                        statement = statement.bind(&writes[i].audit_event.0).bind(writes[i].audit_event.1.as_slice());
+                    }
+                    statement.execute(&mut *tx).await?;
                 }
                 if let Some(progress) = &batch.ingest {
                     sqlx::query(
