@@ -646,26 +646,12 @@ async fn records_register_their_selectors_with_the_hub() {
         .unwrap();
 
     // The records service's relay registers the record within moments.
-    let mut hit = None;
-    for attempt in 0..50 {
-        let check = dea_hub
-            .check_case(CheckCaseRequest {
-                case_reference: "DEA-44".into(),
-                targets: vec![target("", vec![phone("469-555-0123")], vec![])],
-                validate_only: true,
-                ..CheckCaseRequest::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if check.status == ReceiptStatus::CheckedWithConflict as i32 {
-            hit = Some(check);
-            break;
-        }
-        assert!(attempt < 49, "the record never reached the hub");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let hit = hit.unwrap();
+    let hit = check_phone_until(
+        &mut dea_hub,
+        ReceiptStatus::CheckedWithConflict,
+        "the record never reached the hub",
+    )
+    .await;
     let owner = other_party(&hit.target_results[0].conflicts[0]);
     assert_eq!(
         (owner.agency.as_str(), owner.registration_kind),
@@ -687,8 +673,22 @@ async fn records_register_their_selectors_with_the_hub() {
         })
         .await
         .unwrap();
-    for attempt in 0..50 {
-        let check = dea_hub
+    check_phone_until(
+        &mut dea_hub,
+        ReceiptStatus::CheckedWithoutConflict,
+        "the withdrawn record still matches",
+    )
+    .await;
+}
+
+/// Dry-runs DEA's check of the record's phone until it answers `wanted` (within 5 s).
+async fn check_phone_until(
+    hub: &mut DeconflictionServiceClient<AuthedChannel>,
+    wanted: ReceiptStatus,
+    failure: &str,
+) -> CheckCaseResponse {
+    for _ in 0..50 {
+        let check = hub
             .check_case(CheckCaseRequest {
                 case_reference: "DEA-44".into(),
                 targets: vec![target("", vec![phone("469-555-0123")], vec![])],
@@ -698,10 +698,10 @@ async fn records_register_their_selectors_with_the_hub() {
             .await
             .unwrap()
             .into_inner();
-        if check.status == ReceiptStatus::CheckedWithoutConflict as i32 {
-            return;
+        if check.status == wanted as i32 {
+            return check;
         }
-        assert!(attempt < 49, "the withdrawn record still matches");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    panic!("{failure}");
 }

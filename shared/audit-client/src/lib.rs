@@ -133,28 +133,47 @@ pub trait Outbox: Send + Sync + 'static {
 /// drops duplicates by event id.
 pub async fn relay(
     outbox: Arc<dyn Outbox>,
-    mut audit: AuditServiceClient<MeshChannel>,
-    mut stopped: watch::Receiver<bool>,
+    audit: AuditServiceClient<MeshChannel>,
+    stopped: watch::Receiver<bool>,
 ) {
+    let (outbox, audit) = (&outbox, &audit);
+    deliver_until_stopped("audit events", stopped, || {
+        // Clients share one channel; a clone per attempt is cheap.
+        let mut audit = audit.clone();
+        async move { deliver_once(outbox.as_ref(), &mut audit).await }
+    })
+    .await;
+}
+
+/// Runs `deliver_once` (returning how many queued items it settled) until `stopped` flips:
+/// again at once while there is work, every 200 ms when idle, with exponential backoff (up to
+/// 5 s) while the receiver is slow or down. An outage is logged once, its end once.
+pub async fn deliver_until_stopped<F, Fut>(
+    what: &str,
+    mut stopped: watch::Receiver<bool>,
+    mut deliver_once: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, String>>,
+{
     let mut backoff = IDLE_POLL;
     let mut failing = false;
     loop {
-        let wait = match deliver_once(outbox.as_ref(), &mut audit).await {
+        let wait = match deliver_once().await {
             Ok(delivered) => {
                 if failing {
-                    tracing::info!("audit service reachable again; delivering the outbox");
+                    tracing::info!(what, "receiver reachable again; delivering the queue");
                     failing = false;
                 }
                 backoff = IDLE_POLL;
                 if delivered == 0 { IDLE_POLL } else { Duration::ZERO }
             }
             Err(error) => {
-                // Say it once per outage; the events wait in the outbox meanwhile.
                 if !failing {
-                    tracing::warn!(%error, "audit events not delivered; they stay in the outbox and are retried");
+                    tracing::warn!(what, %error, "not delivered; they stay queued and are retried");
                     failing = true;
                 } else {
-                    tracing::debug!(%error, "audit events still not delivered");
+                    tracing::debug!(what, %error, "still not delivered");
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 backoff

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use interlock_api::common::v1::Caveat;
 use interlock_api::deconfliction::v1::record_selector_service_client::RecordSelectorServiceClient;
@@ -20,43 +19,20 @@ use super::{Records, to_record};
 use crate::domain::record::caveat_bit;
 
 const BATCH: u32 = 200;
-const IDLE_POLL: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Delivers the deconfliction outbox until `stopped` flips.
 pub async fn follow(
     records: Arc<Records>,
-    mut deconfliction: RecordSelectorServiceClient<MeshChannel>,
-    mut stopped: watch::Receiver<bool>,
+    deconfliction: RecordSelectorServiceClient<MeshChannel>,
+    stopped: watch::Receiver<bool>,
 ) {
-    let mut backoff = IDLE_POLL;
-    let mut failing = false;
-    loop {
-        let wait = match deliver_once(&records, &mut deconfliction).await {
-            Ok(delivered) => {
-                if failing {
-                    tracing::info!(
-                        "deconfliction service reachable again; registering queued record selectors"
-                    );
-                    failing = false;
-                }
-                backoff = IDLE_POLL;
-                if delivered == 0 { IDLE_POLL } else { Duration::ZERO }
-            }
-            Err(error) => {
-                if !failing {
-                    tracing::warn!(%error, "record selectors not registered yet; they stay queued and are retried");
-                    failing = true;
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                backoff
-            }
-        };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {},
-            _ = stopped.changed() => return,
-        }
-    }
+    let records = &records;
+    let deconfliction = &deconfliction;
+    interlock_audit_client::deliver_until_stopped("record selectors", stopped, || {
+        let mut client = deconfliction.clone();
+        async move { deliver_once(records, &mut client).await }
+    })
+    .await;
 }
 
 /// Sends one batch of queued records; returns how many queue entries were settled.
