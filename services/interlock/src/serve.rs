@@ -10,6 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use interlock_api::audit::v1::audit_service_client::AuditServiceClient;
 use interlock_api::deconfliction::v1::record_selector_service_client::RecordSelectorServiceClient;
+use interlock_api::records::v1::records_admin_service_client::RecordsAdminServiceClient;
 use interlock_api::registry::v1::agency_service_client::AgencyServiceClient;
 use interlock_api::registry::v1::authentication_service_client::AuthenticationServiceClient;
 use interlock_api::registry::v1::grant_service_client::GrantServiceClient;
@@ -63,6 +64,12 @@ impl Mesh {
         let address = listener.local_addr()?;
         let own = format!("http://{address}");
         let registry_address = config.registry_address.clone().unwrap_or_else(|| own.clone());
+        // Record counts for agreement previews: from the configured records service, or from
+        // this process when it runs one; a registry alone has none to offer.
+        let records_address = config
+            .records_address
+            .clone()
+            .or_else(|| config.service.services().contains(&ServiceKind::Records).then(|| own.clone()));
 
         let mesh_secret = match (&config.mesh_secret, config.service) {
             (Some(secret), _) => secret.clone(),
@@ -125,6 +132,11 @@ impl Mesh {
                                 &mesh_secret,
                             ),
                             watch_poll_interval: WATCH_POLL_INTERVAL,
+                            records_admin: records_address
+                                .as_deref()
+                                .map(|address| mesh_channel(address, Some(mesh_tokens.clone())))
+                                .transpose()?
+                                .map(RecordsAdminServiceClient::new),
                         },
                     );
                     registry.add_services(&mut routes);

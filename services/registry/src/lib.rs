@@ -15,7 +15,8 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use interlock_auth::{Role, SecretHash, TokenSigner};
+use interlock_api::records::v1::records_admin_service_client::RecordsAdminServiceClient;
+use interlock_auth::{MeshChannel, Role, SecretHash, TokenSigner};
 use tonic::service::RoutesBuilder;
 
 use crate::store::{RegistryStore, Repository};
@@ -54,6 +55,9 @@ pub struct RegistryConfig {
     pub configured_credentials: Vec<ConfiguredCredential>,
     /// How often watches look for changes committed by any replica.
     pub watch_poll_interval: Duration,
+    /// The records service, which counts what an agreement preview would open; without it
+    /// previews carry no record counts.
+    pub records_admin: Option<RecordsAdminServiceClient<MeshChannel>>,
 }
 
 impl RegistryConfig {

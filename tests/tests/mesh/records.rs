@@ -14,8 +14,8 @@ use interlock_api::records::v1::records_service_client::RecordsServiceClient;
 use interlock_api::records::v1::*;
 use interlock_api::registry::v1::agreement_service_client::AgreementServiceClient;
 use interlock_api::registry::v1::{
-    Agreement, AgreementParty, AgreementScope, CreateAgreementRequest, PartyRole, ProposeAgreementRequest,
-    RevokeAgreementRequest, Role, SignAgreementRequest,
+    Agreement, AgreementParty, AgreementScope, CreateAgreementRequest, PartyRole, PreviewAgreementRequest,
+    ProposeAgreementRequest, RevokeAgreementRequest, Role, SignAgreementRequest,
 };
 use interlock_auth::{CallerMetadata, Purpose as CallPurpose};
 use interlock_rpc::{now_micros, timestamp_from_micros};
@@ -627,4 +627,82 @@ async fn ingest_is_idempotent_and_resumes_after_a_killed_stream() {
         sender.send(batch(1, 0..1)).await.unwrap();
         assert_eq!(responses.message().await.unwrap_err().code(), Code::InvalidArgument);
     }
+}
+
+/// An agreement preview counts what it would open of the caller's own records (through the
+/// records service, as the registry's what-if promises) and never another agency's holdings.
+#[tokio::test]
+async fn agreement_preview_counts_only_the_callers_own_records() {
+    let mesh = TestServer::all_in_one().await;
+    let admin = mesh.admin_channel().await;
+    let (ice_admin, _) = register(&mesh.url(), &admin, "ICE", "ICE").await;
+    let (dea_admin, _) = register(&mesh.url(), &admin, "DEA", "DEA").await;
+    let (credential, secret) =
+        issue_credential(&ice_admin, "ICE", "case-system", &[Role::AgencyMember]).await;
+    let mut ice_records = RecordsServiceClient::new(
+        as_credential(&mesh.url(), &mesh.url(), &credential, &secret, "officer-1").await,
+    );
+    use RecordCategory::*;
+    use SensitivityLevel::*;
+    for (number, category, sensitivity) in [
+        ("ICE-1", InvestigationReport, LawEnforcementSensitive),
+        ("ICE-2", InvestigationReport, Unrestricted),
+        ("ICE-3", InvestigationReport, Restricted),
+        ("ICE-4", Seizure, LawEnforcementSensitive),
+    ] {
+        create(&mut ice_records, record(number, category, sensitivity, &[])).await;
+    }
+
+    let draft = Agreement {
+        display_name: "ICE–DEA what-if".into(),
+        parties: vec![
+            AgreementParty { party: "agencies/ICE".into(), role: PartyRole::Provider as i32 },
+            AgreementParty { party: "agencies/DEA".into(), role: PartyRole::Consumer as i32 },
+        ],
+        scope: Some(AgreementScope {
+            categories: vec![InvestigationReport as i32, FinancialInvestigation as i32],
+            sensitivity_ceiling: LawEnforcementSensitive as i32,
+            purposes: vec![Purpose::Investigation as i32],
+            access_level: AccessLevel::Full as i32,
+            ..AgreementScope::default()
+        }),
+        ..Agreement::default()
+    };
+    let name = AgreementServiceClient::new(ice_admin.clone())
+        .create_agreement(CreateAgreementRequest { agreement: Some(draft), request_id: String::new() })
+        .await
+        .expect("create agreement")
+        .into_inner()
+        .agreement
+        .expect("agreement")
+        .name;
+    let preview = |party: AuthedChannel, include_record_counts: bool| {
+        let name = name.clone();
+        async move {
+            AgreementServiceClient::new(party)
+                .preview_agreement(PreviewAgreementRequest { name, include_record_counts })
+                .await
+                .expect("preview")
+                .into_inner()
+        }
+    };
+
+    let provider_view = preview(ice_admin.clone(), true).await;
+    assert!(provider_view.record_counts_available);
+    let counts: Vec<(i32, Option<i64>)> =
+        provider_view.changes.iter().map(|c| (c.category, c.record_count)).collect();
+    // Restricted ICE-3 is above the ceiling and the seizure is outside the scope.
+    assert_eq!(counts, [(InvestigationReport as i32, Some(2)), (FinancialInvestigation as i32, Some(0))]);
+
+    let without = preview(ice_admin, false).await;
+    assert!(!without.record_counts_available);
+    assert!(without.changes.iter().all(|c| c.record_count.is_none()));
+
+    let consumer_view = preview(dea_admin, true).await;
+    assert!(consumer_view.record_counts_available);
+    assert_eq!(consumer_view.changes.len(), 2);
+    assert!(
+        consumer_view.changes.iter().all(|c| c.record_count.is_none()),
+        "ICE's holdings stay hidden from DEA"
+    );
 }

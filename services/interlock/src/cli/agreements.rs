@@ -99,7 +99,8 @@ enum AgreementAction {
         /// Agreement id.
         agreement: String,
     },
-    /// What-if: the access a draft, proposal or pending amendment would open or close.
+    /// What-if: the access a draft, proposal or pending amendment would open or close, with how
+    /// many of your own records each opening concerns.
     Preview {
         /// Agreement id.
         agreement: String,
@@ -383,7 +384,7 @@ pub async fn run(command: AgreementsCommand) -> anyhow::Result<()> {
                 name = format!("{name}/versions/{version}");
             }
             let preview = client
-                .preview_agreement(PreviewAgreementRequest { name, include_record_counts: false })
+                .preview_agreement(PreviewAgreementRequest { name, include_record_counts: true })
                 .await?
                 .into_inner();
             let changes: Vec<Value> = preview
@@ -423,7 +424,7 @@ pub async fn run(command: AgreementsCommand) -> anyhow::Result<()> {
                     }
                 );
                 let mut table = Table::new(&[
-                    "CONSUMER", "PROVIDER", "CATEGORY", "CHANGE", "ACCESS", "CEILING", "PURPOSES",
+                    "CONSUMER", "PROVIDER", "CATEGORY", "CHANGE", "ACCESS", "CEILING", "PURPOSES", "RECORDS",
                 ]);
                 for change in &preview.changes {
                     table.row(vec![
@@ -434,6 +435,8 @@ pub async fn run(command: AgreementsCommand) -> anyhow::Result<()> {
                         label::<AccessLevel>(change.access_level),
                         label::<SensitivityLevel>(change.sensitivity_ceiling),
                         labels::<Purpose>(&change.purposes),
+                        // Counted only for the caller's own agency as provider.
+                        change.record_count.map_or_else(|| "-".to_owned(), |n| n.to_string()),
                     ]);
                 }
                 table.print();

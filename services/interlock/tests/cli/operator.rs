@@ -272,8 +272,15 @@ async fn operators_register_agencies_and_the_parties_sign_an_agreement() {
                 "redacted",
                 "law-enforcement-sensitive",
                 "investigation,",
-                "deconfliction"
+                "deconfliction",
+                // DEA, previewing, has no records of its own yet.
+                "0"
             ]),
+        "{preview}"
+    );
+    // What ICE would open is ICE's to count, not DEA's to see.
+    assert!(
+        preview.lines().filter(|line| line.starts_with("DEA ")).all(|line| line.ends_with(" -")),
         "{preview}"
     );
 

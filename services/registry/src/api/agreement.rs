@@ -288,13 +288,29 @@ impl AgreementService for AgreementApi {
         request: Request<PreviewAgreementRequest>,
     ) -> Result<Response<PreviewAgreementResponse>, Status> {
         let caller = Caller::of(&request)?.clone();
-        let preview =
-            self.registry.preview_agreement(&caller, agreement_id(&request.get_ref().name, "name")?).await?;
-        let changes = grants::diff(&preview.before, &preview.after)
+        let request = request.into_inner();
+        let preview = self.registry.preview_agreement(&caller, agreement_id(&request.name, "name")?).await?;
+        let changes = grants::diff(&preview.before, &preview.after);
+        let holdings = if request.include_record_counts {
+            let mut categories: Vec<i32> =
+                changes.iter().filter(|c| c.provider == caller.agency).map(|c| c.category).collect();
+            categories.sort_unstable();
+            categories.dedup();
+            self.registry.own_holdings(&caller, categories).await
+        } else {
+            None
+        };
+        let changes = changes
             .into_iter()
             .map(|change| {
                 let level = |g: Option<&grants::Grant>| g.map_or(0, |g| g.access_level);
                 let ceiling = |g: Option<&grants::Grant>| g.map_or(0, |g| g.sensitivity_ceiling);
+                // A CLOSED change counts what was visible before it.
+                let counted_ceiling = ceiling(change.after.or(change.before));
+                let record_count = holdings
+                    .as_ref()
+                    .filter(|_| change.provider == caller.agency)
+                    .map(|h| h.at_or_below(change.category, counted_ceiling));
                 AccessChange {
                     consumer: format!("agencies/{}", change.consumer),
                     provider: format!("agencies/{}", change.provider),
@@ -311,8 +327,7 @@ impl AgreementService for AgreementApi {
                     previous_sensitivity_ceiling: ceiling(change.before),
                     purposes: change.after.map(|g| g.purposes.clone()).unwrap_or_default(),
                     redacted_fields: change.after.map(|g| g.redacted_fields.clone()).unwrap_or_default(),
-                    // Record counts come from the records service once it exists (issue #4).
-                    record_count: None,
+                    record_count,
                 }
             })
             .collect();
@@ -321,7 +336,7 @@ impl AgreementService for AgreementApi {
             version: preview.version,
             baseline_version: preview.baseline_version,
             changes,
-            record_counts_available: false,
+            record_counts_available: holdings.is_some(),
         }))
     }
 }

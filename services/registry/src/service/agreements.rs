@@ -2,8 +2,10 @@
 //! it, and everyone outside sees nothing.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use interlock_api::audit::v1::Action;
+use interlock_api::records::v1::SummarizeRecordsRequest;
 use interlock_auth::{Caller, Role};
 use interlock_rpc::now_micros;
 
@@ -359,6 +361,55 @@ impl Registry {
             before,
             after,
         })
+    }
+}
+
+/// How long a preview waits for the records service's counts before answering without them.
+const HOLDINGS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One agency's current records per category and sensitivity level, as the records service
+/// counts them.
+#[derive(Debug, Default)]
+pub struct Holdings(HashMap<i32, Vec<(i32, i64)>>);
+
+impl Holdings {
+    /// Records in `category` at or below the sensitivity `ceiling`.
+    pub fn at_or_below(&self, category: i32, ceiling: i32) -> i64 {
+        self.0.get(&category).map_or(0, |levels| {
+            levels.iter().filter(|(sensitivity, _)| *sensitivity <= ceiling).map(|(_, count)| count).sum()
+        })
+    }
+}
+
+impl Registry {
+    /// The caller's own agency's holdings in `categories`, for a preview. `None` when no records
+    /// service is configured or it does not answer in time: the preview is still worth having
+    /// without counts. Only the caller's own holdings are asked for, because another agency's
+    /// record counts are exactly what the mesh does not reveal without an agreement.
+    pub async fn own_holdings(&self, caller: &Caller, categories: Vec<i32>) -> Option<Holdings> {
+        let mut records = self.config.records_admin.clone()?;
+        if categories.is_empty() {
+            // Nothing of the caller's is concerned; an empty filter would count everything.
+            return Some(Holdings::default());
+        }
+        let request =
+            SummarizeRecordsRequest { owners: vec![caller.agency_name()], categories, max_sensitivity: 0 };
+        let counts = match tokio::time::timeout(HOLDINGS_TIMEOUT, records.summarize_records(request)).await {
+            Ok(Ok(response)) => response.into_inner().counts,
+            Ok(Err(status)) => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "no record counts for a preview");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?HOLDINGS_TIMEOUT, "no record counts for a preview: records service too slow");
+                return None;
+            }
+        };
+        let mut holdings = Holdings::default();
+        for count in counts {
+            holdings.0.entry(count.category).or_default().push((count.sensitivity, count.record_count));
+        }
+        Some(holdings)
     }
 }
 
