@@ -980,16 +980,32 @@ impl DeconflictionService for DeconflictionApi {
                         return;
                     }
                 };
+                let mut page = Vec::with_capacity(events.len());
                 for event in events {
                     sequence = event.sequence;
                     if !request.event_types.is_empty() && !request.event_types.contains(&event.event_type) {
                         continue;
                     }
-                    let conflict = match api.service.store.conflict(event.conflict_id).await {
-                        Ok(Some((conflict, revision))) => {
+                    // A check hit names no conflict (id 0): the notification carries none.
+                    let conflict = api.service.store.conflict(event.conflict_id).await.ok().flatten();
+                    page.push((event, conflict));
+                }
+                let delivered: Vec<_> =
+                    page.iter().map(|(event, conflict)| (event, conflict.as_ref().map(|(c, _)| c))).collect();
+                if let Err(error) = api
+                    .service
+                    .record_deliveries(&caller, &format!("{SERVICE}WatchConflicts"), &delivered)
+                    .await
+                {
+                    let _ = sender.send(Err(Status::from(error))).await;
+                    return;
+                }
+                for (event, conflict) in page {
+                    let conflict = match conflict {
+                        Some((conflict, revision)) => {
                             Some(api.render_conflict(&conflict, revision, Some(&caller.agency)).await)
                         }
-                        _ => None,
+                        None => None,
                     };
                     let message = WatchConflictsResponse {
                         sequence: event.sequence,
@@ -1045,12 +1061,24 @@ impl DeconflictionService for DeconflictionApi {
                         return;
                     }
                 };
+                let mut page = Vec::with_capacity(events.len());
                 for event in events {
                     sequence = event.sequence;
-                    let Ok(Some((conflict, revision))) = api.service.store.conflict(event.conflict_id).await
-                    else {
-                        continue;
-                    };
+                    if let Ok(Some(conflict)) = api.service.store.conflict(event.conflict_id).await {
+                        page.push((event, conflict));
+                    }
+                }
+                let delivered: Vec<_> =
+                    page.iter().map(|(event, (conflict, _))| (event, Some(conflict))).collect();
+                if let Err(error) = api
+                    .service
+                    .record_deliveries(&caller, &format!("{SERVICE}WatchEscalations"), &delivered)
+                    .await
+                {
+                    let _ = sender.send(Err(Status::from(error))).await;
+                    return;
+                }
+                for (event, (conflict, revision)) in page {
                     let message = WatchEscalationsResponse {
                         sequence: event.sequence,
                         event_type: event.event_type,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use interlock_api::audit::v1::{Action, InterlockService};
 use interlock_api::deconfliction::v1 as pb;
 use interlock_audit_client::EventBuilder;
-use interlock_auth::Caller;
+use interlock_auth::{Caller, Purpose};
 use interlock_rpc::now_micros;
 use interlock_selectors::SelectorKey;
 use tokio::sync::{Mutex, RwLock, mpsc, oneshot, watch};
@@ -366,6 +366,41 @@ impl Deconfliction {
         outcome
             .await
             .map_err(|_| Error::GroupCommit(Arc::new(Error::Corrupt("the check recorder stopped".into()))))?
+    }
+
+    /// Audits notifications a watch stream is about to deliver, durably before they are sent:
+    /// one read event per notification, naming its conflict (when it has one) and the
+    /// conflict's parties as owners.
+    pub async fn record_deliveries(
+        &self,
+        caller: &Caller,
+        method: &str,
+        delivered: &[(&Event, Option<&Conflict>)],
+    ) -> Result<()> {
+        if delivered.is_empty() {
+            return Ok(());
+        }
+        let audit = delivered
+            .iter()
+            .map(|(event, conflict)| {
+                let event_type = pb::ConflictEventType::try_from(event.event_type)
+                    .map_or("UNKNOWN", |event_type| event_type.as_str_name());
+                let notification = self
+                    .audit(method, Action::Read, caller)
+                    .purpose_unless_stated(Purpose::Deconfliction)
+                    .detail("sequence", event.sequence.to_string())
+                    .detail("event_type", event_type);
+                let notification = match conflict {
+                    Some(conflict) => notification.resource(
+                        conflict.name(),
+                        conflict.parties.iter().map(|party| format!("agencies/{}", party.agency)).collect(),
+                    ),
+                    None => notification,
+                };
+                notification.encode()
+            })
+            .collect();
+        self.store.record_audit(audit).await
     }
 
     /// A conflict the caller is party to (center administrators and auditors see all);

@@ -12,7 +12,7 @@ use interlock_api::audit::v1::audit_service_client::AuditServiceClient;
 use interlock_api::audit::v1::{
     Action, AppendEventsRequest, AuditEvent, AuditedResource, InterlockService, Outcome,
 };
-use interlock_auth::{Caller, MeshChannel};
+use interlock_auth::{Caller, MeshChannel, Purpose};
 use interlock_rpc::{now_micros, timestamp_from_micros};
 use prost::Message;
 use tokio::sync::watch;
@@ -95,6 +95,15 @@ impl EventBuilder {
             agreement_version,
             ..AuditedResource::default()
         });
+        self
+    }
+
+    /// The purpose of an action whose method serves only one (a deconfliction watch stream),
+    /// for callers that stated none.
+    pub fn purpose_unless_stated(mut self, purpose: Purpose) -> Self {
+        if self.event.purpose == 0 {
+            self.event.purpose = purpose.to_proto() as i32;
+        }
         self
     }
 

@@ -288,6 +288,45 @@ mod tests {
     }
 
     #[test]
+    fn revocations_and_suspensions_stop_a_token_already_verified() {
+        let signer = TokenSigner::from_seed(&[3; 32]);
+        let auth = authenticator_with(&signer);
+        let dea = headers(&token(&signer, "DEA", 100), &[]);
+        assert!(auth.authenticate(&dea, 150).is_ok(), "verified and remembered");
+
+        auth.update_revocations(|state| {
+            state.suspended_agencies.insert("DEA".into());
+        });
+        assert_eq!(auth.authenticate(&dea, 151).unwrap_err().code(), Code::PermissionDenied);
+        auth.update_revocations(|state| {
+            state.suspended_agencies.remove("DEA");
+        });
+        assert!(auth.authenticate(&dea, 152).is_ok());
+
+        auth.update_revocations(|state| {
+            state.revoked_credentials.insert("agencies/DEA/credentials/c1".into());
+        });
+        let status = auth.authenticate(&dea, 153).unwrap_err();
+        assert_eq!(
+            (status.code(), status.message()),
+            (Code::Unauthenticated, "the credential behind this token has been revoked or rotated")
+        );
+    }
+
+    #[test]
+    fn a_verified_token_is_refused_once_expired_or_its_key_is_gone() {
+        let signer = TokenSigner::from_seed(&[3; 32]);
+        let auth = authenticator_with(&signer);
+        let dea = headers(&token(&signer, "DEA", 100), &[]);
+        assert!(auth.authenticate(&dea, 150).is_ok());
+        assert_eq!(auth.authenticate(&dea, 100 + 300 + 31).unwrap_err().code(), Code::Unauthenticated);
+
+        let successor = TokenSigner::from_seed(&[4; 32]);
+        auth.keys().replace([(successor.key_id().to_owned(), successor.verifying_key())]);
+        assert_eq!(auth.authenticate(&dea, 150).unwrap_err().code(), Code::Unauthenticated);
+    }
+
+    #[test]
     fn no_keys_loaded_is_unavailable_not_a_rejection() {
         let signer = TokenSigner::from_seed(&[3; 32]);
         let auth = Authenticator::default();

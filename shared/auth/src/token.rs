@@ -95,18 +95,53 @@ fn hex_prefix(digest: &[u8]) -> String {
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The public keys that verify tokens, by key id. Filled from the registry's
-/// `ListVerificationKeys` and refreshed when the registry announces a key change.
-#[derive(Default)]
+/// Verified tokens remembered, at most. A service sees one token per agency backend and
+/// credential per few minutes, so this holds every live token of a large mesh; beyond it the
+/// entries expiring first make room.
+const VERIFIED_CAPACITY: usize = 10_000;
+
+/// The public keys that verify tokens, by key id, and the tokens they have verified. Filled from
+/// the registry's `ListVerificationKeys` and refreshed when the registry announces a key change.
+///
+/// An Ed25519 verification costs more than the rest of a typical call's authentication, and a
+/// backend sends the same token for minutes: a token is verified once and remembered under the
+/// SHA-256 of its text (collision resistant, so no other text can borrow a remembered result)
+/// until it expires or the key that signed it leaves the set. Its validity window is still
+/// checked on every call; revocations and suspensions are the [`Authenticator`]'s, per call.
+///
+/// [`Authenticator`]: crate::Authenticator
 pub struct KeySet {
     keys: RwLock<HashMap<String, VerifyingKey>>,
+    verified: RwLock<HashMap<[u8; 32], Verified>>,
+    capacity: usize,
+}
+
+/// A token whose signature and issuer checked out, with the key that signed it.
+struct Verified {
+    key_id: String,
+    key: VerifyingKey,
+    claims: Claims,
+}
+
+impl Default for KeySet {
+    fn default() -> Self {
+        Self { keys: RwLock::default(), verified: RwLock::default(), capacity: VERIFIED_CAPACITY }
+    }
 }
 
 impl KeySet {
-    /// Replaces the whole set.
+    /// Replaces the whole set; tokens signed by keys that left it must be verified again (and
+    /// fail).
     pub fn replace(&self, keys: impl IntoIterator<Item = (String, VerifyingKey)>) {
-        let keys = keys.into_iter().collect();
-        *self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = keys;
+        let keys: HashMap<String, VerifyingKey> = keys.into_iter().collect();
+        // Keys before tokens, here and in `remember`, so no token signed by a removed key is
+        // remembered after this returns.
+        let mut current = self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.verified
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|_, verified| keys.get(&verified.key_id) == Some(&verified.key));
+        *current = keys;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -115,6 +150,25 @@ impl KeySet {
 
     /// Checks signature, issuer, audience and validity window at `now` (seconds since the epoch).
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let remembered = self
+            .verified
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&digest)
+            .map(|verified| verified.claims.clone());
+        if let Some(claims) = remembered {
+            check_window(&claims, now)?;
+            return Ok(claims);
+        }
+        let (key_id, key, claims) = self.verify_signature(token)?;
+        check_window(&claims, now)?;
+        self.remember(digest, Verified { key_id, key, claims: claims.clone() }, now);
+        Ok(claims)
+    }
+
+    /// Signature, issuer and audience: what does not change with time.
+    fn verify_signature(&self, token: &str) -> Result<(String, VerifyingKey, Claims), TokenError> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -141,14 +195,43 @@ impl KeySet {
         if claims.iss != ISSUER || claims.aud != AUDIENCE {
             return Err(TokenError::WrongIssuer);
         }
-        if now > claims.exp + LEEWAY_SECONDS {
-            return Err(TokenError::Expired);
-        }
-        if now + LEEWAY_SECONDS < claims.nbf {
-            return Err(TokenError::NotYetValid);
-        }
-        Ok(claims)
+        Ok((decoded_header.kid, key, claims))
     }
+
+    /// Remembers a verified token unless its key was removed while it was being verified.
+    fn remember(&self, digest: [u8; 32], verified: Verified, now: i64) {
+        let keys = self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if keys.get(&verified.key_id) != Some(&verified.key) {
+            return;
+        }
+        let mut remembered = self.verified.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if remembered.len() >= self.capacity {
+            remembered.retain(|_, verified| !is_expired(&verified.claims, now));
+        }
+        while remembered.len() >= self.capacity {
+            let Some(first_to_expire) =
+                remembered.iter().min_by_key(|(_, verified)| verified.claims.exp).map(|(digest, _)| *digest)
+            else {
+                break;
+            };
+            remembered.remove(&first_to_expire);
+        }
+        remembered.insert(digest, verified);
+    }
+}
+
+fn is_expired(claims: &Claims, now: i64) -> bool {
+    now > claims.exp + LEEWAY_SECONDS
+}
+
+fn check_window(claims: &Claims, now: i64) -> Result<(), TokenError> {
+    if is_expired(claims, now) {
+        return Err(TokenError::Expired);
+    }
+    if now + LEEWAY_SECONDS < claims.nbf {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(())
 }
 
 fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, TokenError> {
@@ -208,6 +291,91 @@ mod tests {
         let foreign = stranger.sign(&claims(1_000));
         assert!(matches!(keys.verify(&foreign, 1_100), Err(TokenError::UnknownKey(_))));
         assert_eq!(keys.verify("not-a-token", 1_100), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn a_remembered_token_is_refused_once_expired() {
+        let signer = TokenSigner::from_seed(&[7; 32]);
+        let keys = keys_for(&signer);
+        let token = signer.sign(&claims(1_000));
+        assert_eq!(keys.verify(&token, 1_100).unwrap(), claims(1_000));
+        assert_eq!(keys.verified.read().unwrap().len(), 1);
+        assert_eq!(keys.verify(&token, 1_200).unwrap(), claims(1_000), "served from memory");
+        assert_eq!(keys.verify(&token, 1_000 + 300 + LEEWAY_SECONDS + 1), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn removing_a_key_forgets_the_tokens_it_signed() {
+        let old = TokenSigner::from_seed(&[7; 32]);
+        let new = TokenSigner::from_seed(&[8; 32]);
+        let keys = keys_for(&old);
+        let token = old.sign(&claims(1_000));
+        keys.verify(&token, 1_100).unwrap();
+
+        // Rotation keeping the old key beside the new one keeps its tokens valid.
+        keys.replace([
+            (old.key_id().to_owned(), old.verifying_key()),
+            (new.key_id().to_owned(), new.verifying_key()),
+        ]);
+        assert_eq!(keys.verify(&token, 1_100).unwrap(), claims(1_000));
+
+        keys.replace([(new.key_id().to_owned(), new.verifying_key())]);
+        assert!(matches!(keys.verify(&token, 1_100), Err(TokenError::UnknownKey(_))));
+
+        // A key id answering with another key does not vouch for what the old key signed.
+        keys.replace([(old.key_id().to_owned(), new.verifying_key())]);
+        assert_eq!(keys.verify(&token, 1_100), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn a_tampered_copy_of_a_remembered_token_is_still_checked() {
+        let signer = TokenSigner::from_seed(&[7; 32]);
+        let keys = keys_for(&signer);
+        let token = signer.sign(&claims(1_000));
+        keys.verify(&token, 1_100).unwrap();
+        let mut forged = claims(1_000);
+        forged.roles = vec!["ROLE_CENTER_ADMINISTRATOR".into()];
+        let parts: Vec<&str> = token.split('.').collect();
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
+        let tampered = format!("{}.{payload}.{}", parts[0], parts[2]);
+        assert_eq!(keys.verify(&tampered, 1_100), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn memory_is_bounded_and_makes_room_with_the_first_to_expire() {
+        let signer = TokenSigner::from_seed(&[7; 32]);
+        let keys = KeySet { capacity: 3, ..keys_for(&signer) };
+        let token_expiring_at = |exp: i64| {
+            let mut claims = claims(1_000);
+            claims.exp = exp;
+            signer.sign(&claims)
+        };
+        let tokens: Vec<String> = [2_000, 1_500, 3_000, 2_500].into_iter().map(token_expiring_at).collect();
+        for token in &tokens {
+            keys.verify(token, 1_100).unwrap();
+        }
+        let remembered = keys.verified.read().unwrap();
+        let mut expiries: Vec<i64> = remembered.values().map(|verified| verified.claims.exp).collect();
+        expiries.sort();
+        assert_eq!(expiries, [2_000, 2_500, 3_000]);
+        drop(remembered);
+
+        // Expired tokens make room before live ones do.
+        let late = token_expiring_at(10_000);
+        keys.verify(&late, 2_100).unwrap();
+        let mut expiries: Vec<i64> =
+            keys.verified.read().unwrap().values().map(|verified| verified.claims.exp).collect();
+        expiries.sort();
+        assert_eq!(expiries, [2_500, 3_000, 10_000]);
+    }
+
+    #[test]
+    fn a_token_not_yet_valid_is_not_remembered() {
+        let signer = TokenSigner::from_seed(&[7; 32]);
+        let keys = keys_for(&signer);
+        let token = signer.sign(&claims(1_000));
+        assert_eq!(keys.verify(&token, 900), Err(TokenError::NotYetValid));
+        assert!(keys.verified.read().unwrap().is_empty());
     }
 
     #[test]

@@ -5,13 +5,16 @@
 
 use std::time::Duration;
 
+use interlock_api::audit::v1::{Action, AuditEvent};
 use interlock_api::common::v1::{Contact, Date, Person, PersonName, Selector, SelectorKind};
 use interlock_api::deconfliction::v1::deconfliction_service_client::DeconflictionServiceClient;
 use interlock_api::deconfliction::v1::record_selector_service_client::RecordSelectorServiceClient;
 use interlock_api::deconfliction::v1::*;
-use interlock_auth::CallerMetadata;
+use interlock_auth::{CallerMetadata, Purpose};
+use interlock_storage::Database;
 use interlock_storage::testing::TestDatabase;
 use interlock_tests::{AuthedChannel, TestServer, channel, enroll_agency, token};
+use prost::Message;
 use prost_types::Timestamp;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
@@ -434,6 +437,107 @@ async fn conflicts_are_watched_resumably_acknowledged_escalated_and_settled() {
             (1, 1, 1, 1)
         );
         assert_eq!(report.conflicts_unresolved, 0);
+    }
+}
+
+/// The audit events waiting in the hub's outbox (no audit service runs beside this hub).
+async fn audit_outbox(hub: &Hub) -> Vec<AuditEvent> {
+    const QUERY: &str = "SELECT event FROM audit_outbox ORDER BY seq";
+    let database = Database::open(hub.database.url(), &interlock_deconfliction::store::MIGRATIONS)
+        .await
+        .expect("open the hub's database");
+    let rows: Vec<(Vec<u8>,)> = match &database {
+        Database::Sqlite(pool) => sqlx::query_as(QUERY).fetch_all(pool).await,
+        Database::Postgres(pool) => sqlx::query_as(QUERY).fetch_all(pool).await,
+    }
+    .expect("read the outbox");
+    rows.iter().map(|(bytes,)| AuditEvent::decode(bytes.as_slice()).expect("an audit event")).collect()
+}
+
+/// The delivery audit of the notification numbered `sequence` on `method`'s stream.
+fn delivery<'a>(events: &'a [AuditEvent], method: &str, sequence: i64) -> Option<&'a AuditEvent> {
+    events.iter().find(|event| {
+        event.method == format!("/interlock.deconfliction.v1.DeconflictionService/{method}")
+            && event.details.get("sequence") == Some(&sequence.to_string())
+    })
+}
+
+#[tokio::test]
+async fn every_notification_delivered_is_audited_before_it_is_sent() {
+    for database in TestDatabase::each_backend().await {
+        let hub = Hub::start(database, "1").await;
+        let mut dea = hub.agency("DEA").await;
+        let mut ice = hub.agency("ICE").await;
+        let mut watch = dea.watch_conflicts(WatchConflictsRequest::default()).await.unwrap().into_inner();
+        let mut desk = hub.center_admin().await;
+        let mut escalations =
+            desk.watch_escalations(WatchEscalationsRequest::default()).await.unwrap().into_inner();
+
+        create_target(&mut dea, target("DEA-5", vec![phone("2145550155")], vec![])).await;
+        let hit = create_target(&mut ice, target("ICE-5", vec![phone("214-555-0155")], vec![])).await;
+        let conflict_name = hit.conflicts[0].name.clone();
+        let detected = watch.message().await.unwrap().unwrap();
+        assert_eq!(detected.event_type, ConflictEventType::Detected as i32);
+        // Read right after the message arrived: the audit event was durable before it was sent.
+        let events = audit_outbox(&hub).await;
+        let audited =
+            delivery(&events, "WatchConflicts", detected.sequence).expect("the delivery is audited");
+        assert_eq!(
+            (audited.action, audited.actor_agency.as_str(), audited.purpose),
+            (Action::Read as i32, "agencies/DEA", Purpose::Investigation.to_proto() as i32)
+        );
+        assert_eq!(audited.details["event_type"], "CONFLICT_EVENT_TYPE_DETECTED");
+        assert_eq!(audited.resources.len(), 1);
+        assert_eq!(audited.resources[0].resource, conflict_name);
+        let mut owners = audited.resources[0].owners.clone();
+        owners.sort();
+        assert_eq!(owners, ["agencies/DEA", "agencies/ICE"]);
+
+        // A dry run hitting DEA's phone tells DEA someone checked; that notice is audited too.
+        ice.check_case(CheckCaseRequest {
+            case_reference: "ICE-6".into(),
+            targets: vec![target("", vec![phone("2145550155")], vec![])],
+            validate_only: true,
+            ..CheckCaseRequest::default()
+        })
+        .await
+        .unwrap();
+        // The escalation (due after 1 s) may come first.
+        let checked = loop {
+            let message = tokio::time::timeout(Duration::from_secs(5), watch.message())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if message.event_type == ConflictEventType::CheckHit as i32 {
+                break message;
+            }
+        };
+        let events = audit_outbox(&hub).await;
+        let audited =
+            delivery(&events, "WatchConflicts", checked.sequence).expect("the check notice is audited");
+        assert_eq!(audited.details["event_type"], "CONFLICT_EVENT_TYPE_CHECK_HIT");
+        assert!(audited.resources.is_empty(), "a check hit names no conflict");
+
+        // The watch desk's escalation: audited under the desk's caller, for deconfliction.
+        let escalated = tokio::time::timeout(Duration::from_secs(10), escalations.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let events = audit_outbox(&hub).await;
+        let audited =
+            delivery(&events, "WatchEscalations", escalated.sequence).expect("the escalation is audited");
+        assert_eq!(
+            (audited.action, audited.actor_agency.as_str(), audited.purpose),
+            (Action::Read as i32, "agencies/INTERLOCK", Purpose::Deconfliction.to_proto() as i32)
+        );
+        assert_eq!(audited.resources[0].resource, conflict_name);
+
+        // One event per notification: nothing audited twice.
+        let desk_deliveries =
+            events.iter().filter(|event| event.method.ends_with("/WatchEscalations")).count();
+        assert_eq!(desk_deliveries, 1);
     }
 }
 

@@ -130,6 +130,9 @@ pub trait DeconflictionStore: Send + Sync + 'static {
     /// transaction (the group commit of concurrent checks).
     async fn record_checks(&self, checks: Vec<CheckRecord>) -> Result<()>;
 
+    /// Queues audit events of an action that writes nothing else (a watch delivery).
+    async fn record_audit(&self, audit: Vec<(String, Vec<u8>)>) -> Result<()>;
+
     async fn conflict(&self, id: i64) -> Result<Option<(Conflict, i64)>>;
     async fn conflict_by_number(&self, number: &str) -> Result<Option<(Conflict, i64)>>;
     /// Conflicts involving `agency` (every conflict when `None`), newest first, below `before_id`.

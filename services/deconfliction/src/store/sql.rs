@@ -299,6 +299,13 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn record_audit(&self, audit: Vec<(String, Vec<u8>)>) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                insert_audit(&mut tx, &audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn conflict(&self, id: i64) -> Result<Option<(Conflict, i64)>> {
                 Ok(self.conflicts_where("WHERE id = $1", &[], &[id]).await?.pop())
             }
