@@ -136,7 +136,7 @@ impl Mesh {
                     let grants = Arc::new(GrantsCache::default());
                     let agencies =
                         AgencyServiceClient::new(mesh_channel(&registry_address, Some(mesh_tokens.clone()))?);
-                    let records = Records::new(store.clone(), grants.clone(), Directory::new(Some(agencies)));
+                    let records = Records::new(store, grants.clone(), Directory::new(Some(agencies)));
                     records.add_services(&mut routes);
                     outboxes.push(SqlOutbox::new(database.clone()));
                     grant_caches.push(grants);
@@ -159,7 +159,7 @@ impl Mesh {
                     )
                     .context("the deconfliction key must be hex of 32 or more bytes")?;
                     let deconfliction = Deconfliction::open(
-                        store.clone(),
+                        store,
                         DeconflictionConfig {
                             key,
                             rules: interlock_deconfliction::domain::rules::Rules {

@@ -133,6 +133,7 @@ pub async fn relay(
     stopped: watch::Receiver<bool>,
 ) {
     match outbox.dead_letter_count().await {
+        // A database that cannot answer shows up in the first delivery attempt's log.
         Ok(0) | Err(_) => {}
         Ok(dead_letters) => tracing::error!(
             dead_letters,
@@ -265,13 +266,13 @@ async fn set_aside(outbox: &SqlOutbox, sequence: i64, event_id: &str, reason: &s
         .dead_letter(sequence, reason)
         .await
         .map_err(|error| format!("cannot move outbox entry {sequence} to the dead letters: {error}"))?;
-    let dead_letters = outbox.dead_letter_count().await.unwrap_or(-1);
+    let dead_letters = outbox.dead_letter_count().await.ok();
     // Only the id and the reason: the event itself may name people and cases.
     tracing::error!(
         sequence,
         event_id,
         reason,
-        dead_letters,
+        dead_letters = ?dead_letters,
         "the audit service rejected an event for good; it was moved to audit_dead_letters and the rest are delivered"
     );
     Ok(())
