@@ -28,17 +28,3 @@ pub fn add_services(service: Arc<Deconfliction>, routes: &mut RoutesBuilder) {
     let (deconfliction, records) = api::servers(service);
     routes.add_service(deconfliction).add_service(records);
 }
-
-/// The deconfliction outbox, for the audit relay.
-pub struct DeconflictionOutbox(pub Arc<dyn store::DeconflictionStore>);
-
-#[async_trait::async_trait]
-impl interlock_audit_client::Outbox for DeconflictionOutbox {
-    async fn pending(&self, limit: u32) -> Result<Vec<(i64, Vec<u8>)>, String> {
-        self.0.pending_audit_events(limit).await.map_err(|error| error.to_string())
-    }
-
-    async fn delivered(&self, sequences: &[i64]) -> Result<(), String> {
-        self.0.remove_audit_events(sequences).await.map_err(|error| error.to_string())
-    }
-}

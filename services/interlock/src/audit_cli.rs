@@ -1,5 +1,6 @@
-//! `interlock audit verify`, `interlock audit export` and `interlock audit checkpoint`: the
-//! operator's, the compliance reviewer's and each agency's tools for the audit log.
+//! `interlock audit verify`, `interlock audit export`, `interlock audit checkpoint` and
+//! `interlock audit dead-letters`: the operator's, the compliance reviewer's and each agency's
+//! tools for the audit log.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -462,4 +463,59 @@ async fn access_token(
         .await?
         .into_inner()
         .access_token)
+}
+
+/// A service that queues audit events in an outbox of its own database.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum OutboxService {
+    Registry,
+    Records,
+    Deconfliction,
+}
+
+/// `interlock audit dead-letters`.
+#[derive(clap::Args)]
+pub struct DeadLettersArgs {
+    /// Whose outbox to look at.
+    #[arg(long, value_enum)]
+    pub service: OutboxService,
+
+    /// That service's database (`sqlite://…` or `postgres://…`). Default:
+    /// `sqlite://<data-dir>/<service>.db`.
+    #[arg(long, env = "INTERLOCK_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    #[arg(long, env = "INTERLOCK_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Most dead letters to list.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
+/// Lists the audit events the audit service rejected for good (without their content, which may
+/// name people and cases); exits non-zero when there are any, so monitoring can run it.
+pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<()> {
+    let (name, migrations) = match args.service {
+        OutboxService::Registry => ("registry", &interlock_registry::store::MIGRATIONS),
+        OutboxService::Records => ("records", &interlock_records::MIGRATIONS),
+        OutboxService::Deconfliction => ("deconfliction", &interlock_deconfliction::store::MIGRATIONS),
+    };
+    let url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join(format!("{name}.db")).display()));
+    let outbox = interlock_audit_client::SqlOutbox::new(Database::open(&url, migrations).await?);
+    let count = outbox.dead_letter_count().await?;
+    println!("{count} audit events of the {name} service rejected for good");
+    for dead in outbox.dead_letters(args.limit).await? {
+        let rejected = chrono::DateTime::from_timestamp_micros(dead.rejected_time_us)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        println!("{}\t{}\t{rejected}\t{}", dead.sequence, dead.event_id, dead.reason);
+    }
+    if count > 0 {
+        bail!("{count} audit events are dead letters");
+    }
+    Ok(())
 }

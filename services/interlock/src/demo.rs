@@ -231,18 +231,16 @@ pub async fn run(mut config: ServeConfig) -> anyhow::Result<()> {
 /// Waits until the registry's and deconfliction's outboxes are delivered to the audit service, so
 /// the log holds every event of the steps above before it is read.
 async fn wait_until_outboxes_delivered(data_dir: &std::path::Path) -> anyhow::Result<()> {
-    use interlock_audit_client::Outbox;
+    use interlock_audit_client::SqlOutbox;
     use interlock_storage::Database;
     let open = |service: &str| format!("sqlite://{}", data_dir.join(format!("{service}.db")).display());
-    let registry = interlock_registry::RegistryOutbox(interlock_registry::store::on(
-        Database::open(&open("registry"), &interlock_registry::store::MIGRATIONS).await?,
-    ));
-    let deconfliction = interlock_deconfliction::DeconflictionOutbox(interlock_deconfliction::store::on(
+    let registry =
+        SqlOutbox::new(Database::open(&open("registry"), &interlock_registry::store::MIGRATIONS).await?);
+    let deconfliction = SqlOutbox::new(
         Database::open(&open("deconfliction"), &interlock_deconfliction::store::MIGRATIONS).await?,
-    ));
+    );
     for _ in 0..200 {
-        let waiting = registry.pending(1).await.map_err(anyhow::Error::msg)?.len()
-            + deconfliction.pending(1).await.map_err(anyhow::Error::msg)?.len();
+        let waiting = registry.pending(1).await?.len() + deconfliction.pending(1).await?.len();
         if waiting == 0 {
             return Ok(());
         }

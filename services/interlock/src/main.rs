@@ -35,6 +35,8 @@ enum AuditCommand {
     /// Fetch the latest signed checkpoint, verify its signature and its consistency with the one
     /// kept in --state, then keep it: a rewritten history fails with a non-zero exit.
     Checkpoint(interlock::audit_cli::CheckpointArgs),
+    /// List the audit events of a service's outbox that the audit service rejected for good.
+    DeadLetters(interlock::audit_cli::DeadLettersArgs),
 }
 
 #[tokio::main]
@@ -55,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Generate(args) => interlock::generate::run(args),
         Command::Audit(AuditCommand::Verify(args)) => interlock::audit_cli::verify(args).await,
         Command::Audit(AuditCommand::Export(args)) => interlock::audit_cli::export(args).await,
+        Command::Audit(AuditCommand::DeadLetters(args)) => interlock::audit_cli::dead_letters(args).await,
         Command::Audit(AuditCommand::Checkpoint(args)) => {
             interlock::audit_cli::checkpoint(args).await.map(drop)
         }

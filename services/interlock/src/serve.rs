@@ -15,14 +15,14 @@ use interlock_api::registry::v1::agency_service_client::AgencyServiceClient;
 use interlock_api::registry::v1::authentication_service_client::AuthenticationServiceClient;
 use interlock_api::registry::v1::grant_service_client::GrantServiceClient;
 use interlock_audit::{Audit, AuditConfig};
-use interlock_audit_client::{Outbox, relay};
+use interlock_audit_client::{SqlOutbox, relay};
 use interlock_auth::{
     AuthLayer, Authenticator, TokenSource, generate_secret, mesh_channel, sync_revocations,
     sync_verification_keys,
 };
-use interlock_deconfliction::{Deconfliction, DeconflictionConfig, DeconflictionOutbox};
-use interlock_records::{Directory, GrantsCache, Records, RecordsOutbox};
-use interlock_registry::{Registry, RegistryConfig, RegistryOutbox};
+use interlock_deconfliction::{Deconfliction, DeconflictionConfig};
+use interlock_records::{Directory, GrantsCache, Records};
+use interlock_registry::{Registry, RegistryConfig};
 use interlock_storage::{Database, Migrations};
 use interlock_telemetry::ServerTraceLayer;
 use tokio::net::TcpListener;
@@ -91,7 +91,7 @@ impl Mesh {
         let mut routes = RoutesBuilder::default();
         let mut databases: Vec<(ServiceKind, Database)> = Vec::new();
         let mut bootstrap_admin_secret = None;
-        let mut outboxes: Vec<Arc<dyn Outbox>> = Vec::new();
+        let mut outboxes: Vec<SqlOutbox> = Vec::new();
         let mut followers = Vec::new();
         let mut audit = None;
         for service in config.service.services() {
@@ -140,7 +140,7 @@ impl Mesh {
                         },
                     );
                     registry.add_services(&mut routes);
-                    outboxes.push(Arc::new(RegistryOutbox(registry.store().clone())));
+                    outboxes.push(SqlOutbox::new(database.clone()));
                     bootstrap_admin_secret = Some(admin_secret);
                 }
                 ServiceKind::Records => {
@@ -148,9 +148,9 @@ impl Mesh {
                     let grants = Arc::new(GrantsCache::default());
                     let agencies =
                         AgencyServiceClient::new(mesh_channel(&registry_address, Some(mesh_tokens.clone()))?);
-                    let records = Records::new(store.clone(), grants.clone(), Directory::new(Some(agencies)));
+                    let records = Records::new(store, grants.clone(), Directory::new(Some(agencies)));
                     records.add_services(&mut routes);
-                    outboxes.push(Arc::new(RecordsOutbox(store)));
+                    outboxes.push(SqlOutbox::new(database.clone()));
                     grant_caches.push(grants);
                     selector_relays.push(records);
                 }
@@ -171,7 +171,7 @@ impl Mesh {
                     )
                     .context("the deconfliction key must be hex of 32 or more bytes")?;
                     let deconfliction = Deconfliction::open(
-                        store.clone(),
+                        store,
                         DeconflictionConfig {
                             key,
                             rules: interlock_deconfliction::domain::rules::Rules {
@@ -183,7 +183,7 @@ impl Mesh {
                     )
                     .await?;
                     interlock_deconfliction::add_services(deconfliction.clone(), &mut routes);
-                    outboxes.push(Arc::new(DeconflictionOutbox(store)));
+                    outboxes.push(SqlOutbox::new(database.clone()));
                     followers.push(deconfliction);
                 }
                 ServiceKind::Audit => {

@@ -103,17 +103,3 @@ impl Registry {
         api::add_services(self, routes);
     }
 }
-
-/// The registry's outbox, for the audit relay.
-pub struct RegistryOutbox(pub Arc<dyn RegistryStore>);
-
-#[async_trait::async_trait]
-impl interlock_audit_client::Outbox for RegistryOutbox {
-    async fn pending(&self, limit: u32) -> Result<Vec<(i64, Vec<u8>)>, String> {
-        self.0.pending_audit_events(limit).await.map_err(|error| error.to_string())
-    }
-
-    async fn delivered(&self, sequences: &[i64]) -> Result<(), String> {
-        self.0.remove_audit_events(sequences).await.map_err(|error| error.to_string())
-    }
-}

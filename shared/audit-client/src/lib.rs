@@ -3,9 +3,10 @@
 //! A service writes each event into an outbox table of its own database in the same transaction
 //! as the action it records, so an acknowledged action always has its event. The [`relay`]
 //! delivers the outbox to the audit service's `AppendEvents` with retries; event ids are chosen
-//! here, so a redelivered event is recognised as a duplicate and never counted twice.
+//! here, so a redelivered event is recognised as a duplicate and never counted twice. An event the
+//! audit service rejects for good is moved to the database's dead letters ([`SqlOutbox`]), kept
+//! with the reason, so that it cannot block the events behind it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use interlock_api::audit::v1::audit_service_client::AuditServiceClient;
@@ -16,6 +17,10 @@ use interlock_auth::{Caller, MeshChannel, Purpose};
 use interlock_rpc::{now_micros, timestamp_from_micros};
 use prost::Message;
 use tokio::sync::watch;
+
+mod outbox;
+
+pub use outbox::{DeadLetter, SqlOutbox};
 
 /// Most events sent in one `AppendEvents` call.
 const BATCH: u32 = 500;
@@ -128,28 +133,27 @@ impl EventBuilder {
     }
 }
 
-/// The outbox of one service's database.
-#[async_trait::async_trait]
-pub trait Outbox: Send + Sync + 'static {
-    /// Undelivered events, oldest first: (sequence, encoded event).
-    async fn pending(&self, limit: u32) -> Result<Vec<(i64, Vec<u8>)>, String>;
-    /// Forgets delivered events.
-    async fn delivered(&self, sequences: &[i64]) -> Result<(), String>;
-}
-
 /// Delivers the outbox to the audit service until `stopped` flips, retrying with backoff while
 /// the audit service is slow, restarting or down. Every replica may run one: the audit service
 /// drops duplicates by event id.
 pub async fn relay(
-    outbox: Arc<dyn Outbox>,
+    outbox: SqlOutbox,
     audit: AuditServiceClient<MeshChannel>,
     stopped: watch::Receiver<bool>,
 ) {
+    match outbox.dead_letter_count().await {
+        // A database that cannot answer shows up in the first delivery attempt's log.
+        Ok(0) | Err(_) => {}
+        Ok(dead_letters) => tracing::error!(
+            dead_letters,
+            "audit events rejected for good wait in audit_dead_letters (interlock audit dead-letters lists them)"
+        ),
+    }
     let (outbox, audit) = (&outbox, &audit);
     deliver_until_stopped("audit events", stopped, || {
         // Clients share one channel; a clone per attempt is cheap.
         let mut audit = audit.clone();
-        async move { deliver_once(outbox.as_ref(), &mut audit).await }
+        async move { deliver_once(outbox, &mut audit).await }
     })
     .await;
 }
@@ -195,28 +199,90 @@ pub async fn deliver_until_stopped<F, Fut>(
     }
 }
 
-/// Sends one batch; returns how many events were delivered.
+/// Sends one batch; returns how many outbox entries it settled (delivered or set aside).
+///
+/// An event the audit service rejects for good (malformed, or an id already used by a different
+/// event) would block the outbox forever if retried: when a batch is rejected that way, its
+/// events are sent one at a time, and each one rejected on its own is moved to the dead letters
+/// with the reason while the others are delivered.
 pub async fn deliver_once(
-    outbox: &dyn Outbox,
+    outbox: &SqlOutbox,
     audit: &mut AuditServiceClient<MeshChannel>,
 ) -> Result<usize, String> {
-    let pending = outbox.pending(BATCH).await?;
-    if pending.is_empty() {
-        return Ok(0);
-    }
-    let mut sequences = Vec::with_capacity(pending.len());
-    let mut events = Vec::with_capacity(pending.len());
+    let pending = outbox.pending(BATCH).await.map_err(|error| format!("cannot read the outbox: {error}"))?;
+    let settled = pending.len();
+    let mut batch = Vec::with_capacity(pending.len());
     for (sequence, bytes) in pending {
-        sequences.push(sequence);
         match AuditEvent::decode(bytes.as_slice()) {
-            Ok(event) => events.push(event),
-            Err(error) => return Err(format!("outbox entry {sequence} is not an audit event: {error}")),
+            Ok(event) => batch.push((sequence, event)),
+            Err(error) => set_aside(outbox, sequence, "", &format!("not an audit event: {error}")).await?,
         }
     }
-    audit
-        .append_events(AppendEventsRequest { events })
+    if batch.is_empty() {
+        return Ok(settled);
+    }
+    let events = batch.iter().map(|(_, event)| event.clone()).collect();
+    match append(audit, events).await {
+        Ok(()) => {
+            let sequences: Vec<i64> = batch.iter().map(|(sequence, _)| *sequence).collect();
+            remove(outbox, &sequences).await?;
+        }
+        Err(status) if rejected_for_good(&status) => {
+            for (sequence, event) in batch {
+                let event_id = event.event_id.clone();
+                match append(audit, vec![event]).await {
+                    Ok(()) => remove(outbox, &[sequence]).await?,
+                    Err(status) if rejected_for_good(&status) => {
+                        set_aside(outbox, sequence, &event_id, &describe(&status)).await?;
+                    }
+                    Err(status) => return Err(describe(&status)),
+                }
+            }
+        }
+        Err(status) => return Err(describe(&status)),
+    }
+    Ok(settled)
+}
+
+async fn append(
+    audit: &mut AuditServiceClient<MeshChannel>,
+    events: Vec<AuditEvent>,
+) -> Result<(), tonic::Status> {
+    audit.append_events(AppendEventsRequest { events }).await.map(drop)
+}
+
+/// Whether retrying can never make the audit service accept the request: it is malformed, or an
+/// event id in it is taken by a different event. Everything else (unavailable, deadline, a
+/// credential problem an operator can fix) is retried.
+fn rejected_for_good(status: &tonic::Status) -> bool {
+    matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::AlreadyExists)
+}
+
+/// The status as a reason: the audit service's messages name fields and rules, never values.
+fn describe(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+async fn remove(outbox: &SqlOutbox, sequences: &[i64]) -> Result<(), String> {
+    outbox
+        .delivered(sequences)
         .await
-        .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?;
-    outbox.delivered(&sequences).await?;
-    Ok(sequences.len())
+        .map_err(|error| format!("cannot remove delivered events from the outbox: {error}"))
+}
+
+async fn set_aside(outbox: &SqlOutbox, sequence: i64, event_id: &str, reason: &str) -> Result<(), String> {
+    outbox
+        .dead_letter(sequence, reason)
+        .await
+        .map_err(|error| format!("cannot move outbox entry {sequence} to the dead letters: {error}"))?;
+    let dead_letters = outbox.dead_letter_count().await.ok();
+    // Only the id and the reason: the event itself may name people and cases.
+    tracing::error!(
+        sequence,
+        event_id,
+        reason,
+        dead_letters = ?dead_letters,
+        "the audit service rejected an event for good; it was moved to audit_dead_letters and the rest are delivered"
+    );
+    Ok(())
 }

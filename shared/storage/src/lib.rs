@@ -79,7 +79,13 @@ impl Database {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
-                .pragma("mmap_size", "268435456");
+                .pragma("mmap_size", "268435456")
+                // A transaction's dirty pages must fit the page cache, or SQLite spills them to the
+                // WAL mid-transaction and reads them back (the default 2 MiB overflows with one
+                // batch of a few thousand rows). 64 MiB per connection, taken only as pages are
+                // used; statement journals stay in memory as well.
+                .pragma("cache_size", "-65536")
+                .pragma("temp_store", "memory");
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .connect_with(options)

@@ -515,18 +515,20 @@ async fn verify_catches_every_kind_of_tampering_with_storage() {
                 &[
                     "UPDATE events SET leaf_index = leaf_index + 1000 WHERE leaf_index >= 9",
                     "UPDATE events SET leaf_index = leaf_index - 999 WHERE leaf_index >= 1000",
-                    "INSERT INTO events (leaf_index, event_id, leaf_hash, client_digest, leaf_data, time_us, \
+                    "INSERT INTO events (leaf_index, event_key, event_id, leaf_hash, client_digest, leaf_data, time_us, \
                      receive_time_us, service, action, outcome, actor_agency, actor_user, trace_id, case_reference) \
-                     SELECT 9, 'forged', leaf_hash, client_digest, leaf_data, time_us, receive_time_us, service, \
+                     SELECT 9, event_key, 'forged', leaf_hash, client_digest, leaf_data, time_us, receive_time_us, service, \
                      action, outcome, actor_agency, actor_user, trace_id, case_reference FROM events WHERE leaf_index = 0",
                 ],
             ),
             (
                 "append a leaf behind the service's back",
-                &["INSERT INTO events (leaf_index, event_id, leaf_hash, client_digest, leaf_data, time_us, \
+                &[
+                    "INSERT INTO events (leaf_index, event_key, event_id, leaf_hash, client_digest, leaf_data, time_us, \
                    receive_time_us, service, action, outcome, actor_agency, actor_user, trace_id, case_reference) \
-                   SELECT 18, 'forged', leaf_hash, client_digest, leaf_data, time_us, receive_time_us, service, \
-                   action, outcome, actor_agency, actor_user, trace_id, case_reference FROM events WHERE leaf_index = 0"],
+                   SELECT 18, event_key, 'forged', leaf_hash, client_digest, leaf_data, time_us, receive_time_us, service, \
+                   action, outcome, actor_agency, actor_user, trace_id, case_reference FROM events WHERE leaf_index = 0",
+                ],
             ),
         ];
         for (case, statements) in cases {

@@ -1,6 +1,7 @@
 //! Nothing lost: the registry and deconfliction keep working while the audit service is down,
 //! their events wait in the outboxes of their own databases, and once the audit service is back
-//! every event arrives exactly once, even when the relay delivers one again. On SQLite and
+//! every event arrives exactly once, even when the relay delivers one again, and events the audit
+//! service rejects for good are set aside without holding up the rest. On SQLite and
 //! PostgreSQL, with every service in its own process-like server and its own database, as in a
 //! split deployment.
 
@@ -16,6 +17,7 @@ use interlock_api::deconfliction::v1::deconfliction_service_client::Deconflictio
 use interlock_api::deconfliction::v1::{CreateTargetRequest, Target};
 use interlock_api::registry::v1::center_service_client::CenterServiceClient;
 use interlock_api::registry::v1::{AddCenterMemberRequest, Center, CreateCenterRequest};
+use interlock_audit_client::SqlOutbox;
 use interlock_auth::{CallerMetadata, Purpose};
 use interlock_storage::Database;
 use interlock_storage::testing::TestDatabase;
@@ -88,9 +90,8 @@ async fn outbox(database: &Database) -> Vec<(String, Vec<u8>)> {
     .expect("read the outbox")
 }
 
-/// Puts an already delivered event back into the outbox, as if the relay had crashed after the
-/// audit service acknowledged it but before the outbox row was deleted.
-async fn redeliver(database: &Database, event_id: &str, event: &[u8]) {
+/// Puts an entry into a service's outbox directly, as only a bug or a crashed relay would.
+async fn enqueue(database: &Database, event_id: &str, event: &[u8]) {
     const INSERT: &str = "INSERT INTO audit_outbox (event_id, event) VALUES ($1, $2)";
     match database {
         Database::Sqlite(pool) => {
@@ -250,14 +251,40 @@ async fn every_event_written_while_the_audit_service_is_down_arrives_exactly_onc
         }
         assert!(decoded.iter().any(|e| e.action == Action::DeconflictionHit as i32), "ICE hit DEA's phone");
 
+        // Poison queued behind them: an event the audit service rejects as malformed, and bytes
+        // that are no event at all. Neither may hold up the others.
+        let malformed = AuditEvent {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            trace_id: String::new(),
+            ..decoded[0].clone()
+        };
+        enqueue(&registry_db, &malformed.event_id, &malformed.encode_to_vec()).await;
+        let garbage_id = uuid::Uuid::now_v7().to_string();
+        enqueue(&registry_db, &garbage_id, &[0xff, 0xff, 0xff]).await;
+
         // The audit service comes back at the same address on the same database.
         let audit = start_audit(&databases.audit, &audit_listen, &registry.url()).await;
         wait_until_drained(&[&registry_db, &deconfliction_db]).await;
 
         // A lost acknowledgement makes the relay send an event again; it must not count twice.
+        // An event reusing a delivered id with other fields is rejected for good, the rest flow.
         let (again_id, again) = &waiting[0];
-        redeliver(&registry_db, again_id, again).await;
+        let conflicting = AuditEvent { actor_user: "someone-else".into(), ..decoded[1].clone() };
+        enqueue(&registry_db, &conflicting.event_id, &conflicting.encode_to_vec()).await;
+        enqueue(&registry_db, again_id, again).await;
         wait_until_drained(&[&registry_db, &deconfliction_db]).await;
+
+        // The poison is kept aside with its reason, nothing else is.
+        let dead = SqlOutbox::new(registry_db.clone()).dead_letters(10).await.unwrap();
+        let reasons: BTreeMap<&str, &str> =
+            dead.iter().map(|d| (d.event_id.as_str(), d.reason.as_str())).collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert!(reasons[malformed.event_id.as_str()].starts_with("InvalidArgument"), "{reasons:?}");
+        assert!(reasons[malformed.event_id.as_str()].contains("trace_id"), "{reasons:?}");
+        assert!(reasons[garbage_id.as_str()].starts_with("not an audit event"), "{reasons:?}");
+        assert!(reasons[conflicting.event_id.as_str()].starts_with("AlreadyExists"), "{reasons:?}");
+        assert_eq!(dead.iter().find(|d| d.event_id == garbage_id).unwrap().event, [0xff, 0xff, 0xff]);
+        assert_eq!(SqlOutbox::new(deconfliction_db.clone()).dead_letter_count().await.unwrap(), 0);
 
         let log = export_all(&audit, &registry).await;
         let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
@@ -265,6 +292,9 @@ async fn every_event_written_while_the_audit_service_is_down_arrives_exactly_onc
             *copies.entry(event.event_id.as_str()).or_default() += 1;
         }
         let duplicated: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(!copies.contains_key(malformed.event_id.as_str()), "a malformed event was appended");
+        let kept = log.iter().find(|e| e.event_id == conflicting.event_id).unwrap();
+        assert_eq!(kept.actor_user, decoded[1].actor_user, "the first event with that id stays");
         assert!(duplicated.is_empty(), "events in the log more than once: {duplicated:?}");
         let arrived: BTreeSet<&str> = copies.keys().copied().collect();
         let missing: Vec<&str> =

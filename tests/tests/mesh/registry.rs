@@ -725,7 +725,7 @@ async fn registry_changes_and_logons_reach_the_audit_log() {
     let wrong = token(&server.url(), "agencies/INTERLOCK/credentials/bootstrap-admin", "ilk_wrong").await;
     assert!(wrong.is_err());
 
-    let store = interlock_registry::store::on(
+    let outbox = interlock_audit_client::SqlOutbox::new(
         interlock_storage::Database::open(
             &format!("sqlite://{}", server.data.path().join("registry.db").display()),
             &interlock_registry::store::MIGRATIONS,
@@ -734,7 +734,7 @@ async fn registry_changes_and_logons_reach_the_audit_log() {
         .unwrap(),
     );
     let started = Instant::now();
-    while !store.pending_audit_events(10).await.unwrap().is_empty() {
+    while !outbox.pending(10).await.unwrap().is_empty() {
         assert!(started.elapsed() < Duration::from_secs(10), "the registry's outbox does not drain");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -17,9 +17,19 @@ use interlock_storage::Database;
 
 const BATCH: u64 = 1_000;
 
+/// A well-mixed 64-bit value per `n` (splitmix64), for the keys that arrive in random order.
+fn mix(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// An event as services send them: a UUIDv7 event id (time-ordered, random tail), a random W3C
+/// trace id, and a read of one of many records (so resource keys arrive in random order too).
 fn event(n: u64, now_us: i64) -> AuditEvent {
     AuditEvent {
-        event_id: uuid::Uuid::from_u64_pair(0x0190_0000_0000_7000, 0x8000_0000_0000_0000 | n).to_string(),
+        event_id: uuid::Uuid::now_v7().to_string(),
         time: Some(timestamp_from_micros(now_us)),
         service: InterlockService::Records as i32,
         method: "/interlock.records.v1.RecordsService/GetRecord".into(),
@@ -28,14 +38,14 @@ fn event(n: u64, now_us: i64) -> AuditEvent {
         actor_user: format!("officer{}@example.gov", n % 500),
         purpose: 1,
         resources: vec![AuditedResource {
-            resource: format!("records/{n}"),
+            resource: format!("records/{:032x}", mix(n) % 50_000_000),
             owners: vec![format!("agencies/A{}", (n + 7) % 20)],
             agreement: "agreements/bench".into(),
             agreement_version: 1,
             ..Default::default()
         }],
         outcome: Outcome::Allowed as i32,
-        trace_id: format!("{:032x}", u128::from(n) + 1),
+        trace_id: format!("{:016x}{:016x}", mix(n) | 1, mix(!n)),
         ..Default::default()
     }
 }
@@ -62,7 +72,9 @@ async fn main() -> anyhow::Result<()> {
 
     let start_size = store.tree_size().await?;
     let started = Instant::now();
-    let mut last_report = Instant::now();
+    let mut last_report = (Instant::now(), 0u64);
+    // When each millionth event was durable, for the rate over the last million.
+    let mut millions = vec![started];
     let mut appended = 0;
     while appended < total {
         let now = now_micros() / 1_000 * 1_000;
@@ -75,13 +87,26 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(violations.is_empty(), "invalid bench events: {violations:?}");
         store.append(&batch).await?;
         appended += batch.len() as u64;
-        if last_report.elapsed() > Duration::from_secs(10) {
+        if appended % 1_000_000 == 0 {
+            millions.push(Instant::now());
+        }
+        if last_report.0.elapsed() > Duration::from_secs(10) {
             let rate = appended as f64 / started.elapsed().as_secs_f64();
-            eprintln!("{appended} appended, {rate:.0}/s");
-            last_report = Instant::now();
+            let recent = (appended - last_report.1) as f64 / last_report.0.elapsed().as_secs_f64();
+            eprintln!("{appended} appended, {rate:.0}/s overall, {recent:.0}/s in the last 10 s");
+            last_report = (Instant::now(), appended);
         }
     }
     let elapsed = started.elapsed();
+    if let [.., before, last] = millions[..]
+        && millions.len() > 2
+    {
+        println!(
+            "last million: {:.0} events/s ({} millions appended)",
+            1e6 / (last - before).as_secs_f64(),
+            millions.len() - 1
+        );
+    }
     let checkpoint = audit.publish_checkpoint().await?;
     let _ = stop.send(true);
     checkpointer.await?;

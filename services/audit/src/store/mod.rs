@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use interlock_storage::{Database, Migrations};
+use sha2::Digest;
 
 use crate::domain::event::{PendingEvent, StoredEvent};
 use crate::error::{Error, Result};
@@ -151,6 +152,24 @@ fn db_int(value: u64) -> i64 {
 
 fn from_db_int(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
+}
+
+/// The index key of an event id: the UUID's first 8 bytes, which for UUIDv7 (what the mesh's
+/// writers use) are its millisecond timestamp, so new ids land at the index's right edge. Not
+/// unique: lookups compare the stored id too. `None` for text that is no UUID (validation rejects
+/// such ids on append, so none is stored).
+fn event_key(event_id: &str) -> Option<i64> {
+    let (high, _) = uuid::Uuid::parse_str(event_id).ok()?.as_u64_pair();
+    Some(high as i64)
+}
+
+/// The index key of a resource name: the first 8 bytes of its SHA-256 (a quarter of the index
+/// pages a name would take); lookups compare the stored name too.
+fn resource_key(resource: &str) -> i64 {
+    let digest = sha2::Sha256::digest(resource.as_bytes());
+    i64::from_be_bytes([
+        digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
+    ])
 }
 
 type EventRow = (i64, String, Vec<u8>, i64, i64, Option<Vec<u8>>);

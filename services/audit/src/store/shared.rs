@@ -1,8 +1,11 @@
 //! The store implementation shared by both backends, instantiated by `audit_store_impl!` with the
 //! backend's database, connection and store types.
 
+/// Leaves per block of the resource index (`leaf_block = leaf_index >> 12`, see the migration).
+pub(crate) const RESOURCE_BLOCK_BITS: u32 = 12;
+
 /// Rows per multi-row INSERT: well below SQLite's and PostgreSQL's bind-parameter limits
-/// (14 columns × 500 rows = 7,000 parameters).
+/// (15 columns × 500 rows = 7,500 parameters).
 pub(crate) const INSERT_CHUNK: usize = 500;
 
 macro_rules! audit_store_impl {
@@ -15,10 +18,10 @@ macro_rules! audit_store_impl {
         use $crate::domain::event::{PendingEvent, SealedEvent, StoredEvent};
         use $crate::error::{Error, Result};
         use $crate::merkle::{Hash, NodeId, completed_nodes, decompose};
-        use $crate::store::shared::INSERT_CHUNK;
+        use $crate::store::shared::{INSERT_CHUNK, RESOURCE_BLOCK_BITS};
         use $crate::store::{
             AppendOutcome, Appended, AuditStore, CheckpointRow, EventQuery, EventRow, StoredCheckpoint,
-            db_int, from_db_int, stored_checkpoint, stored_event, to_hash,
+            db_int, event_key, from_db_int, resource_key, stored_checkpoint, stored_event, to_hash,
         };
 
         const EVENT_COLUMNS: &str = "leaf_index, event_id, leaf_hash, time_us, receive_time_us, leaf_data";
@@ -64,11 +67,13 @@ macro_rules! audit_store_impl {
             for (chunk_number, chunk) in events.chunks(INSERT_CHUNK).enumerate() {
                 let base = first_index + (chunk_number * INSERT_CHUNK) as u64;
                 let mut query: QueryBuilder<$db> = QueryBuilder::new(
-                    "INSERT INTO events (leaf_index, event_id, leaf_hash, client_digest, leaf_data, time_us, \
-                     receive_time_us, service, action, outcome, actor_agency, actor_user, trace_id, case_reference) ",
+                    "INSERT INTO events (leaf_index, event_key, event_id, leaf_hash, client_digest, leaf_data, \
+                     time_us, receive_time_us, service, action, outcome, actor_agency, actor_user, trace_id, \
+                     case_reference) ",
                 );
                 query.push_values(chunk.iter().enumerate(), |mut row, (offset, event)| {
                     row.push_bind(db_int(base + offset as u64))
+                        .push_bind(event_key(&event.event_id).unwrap_or_default())
                         .push_bind(event.event_id.clone())
                         .push_bind(event.leaf_hash.to_vec())
                         .push_bind(event.client_digest.to_vec())
@@ -85,19 +90,27 @@ macro_rules! audit_store_impl {
                 });
                 query.build().execute(&mut *conn).await?;
             }
-            let resources: Vec<(i64, &String, &String)> = events
+            let resources: Vec<(i64, i64, &String, &String)> = events
                 .iter()
                 .enumerate()
                 .flat_map(|(offset, event)| {
                     let index = db_int(first_index + offset as u64);
-                    event.resources.iter().map(move |(resource, agreement)| (index, resource, agreement))
+                    event.resources.iter().enumerate().map(move |(position, (resource, agreement))| {
+                        (index, position as i64, resource, agreement)
+                    })
                 })
                 .collect();
-            for chunk in resources.chunks(INSERT_CHUNK * 4) {
-                let mut query: QueryBuilder<$db> =
-                    QueryBuilder::new("INSERT INTO event_resources (leaf_index, resource, agreement) ");
-                query.push_values(chunk, |mut row, (index, resource, agreement)| {
-                    row.push_bind(*index).push_bind((*resource).clone()).push_bind((*agreement).clone());
+            for chunk in resources.chunks(INSERT_CHUNK) {
+                let mut query: QueryBuilder<$db> = QueryBuilder::new(
+                    "INSERT INTO event_resources (leaf_index, position, leaf_block, resource_key, resource, agreement) ",
+                );
+                query.push_values(chunk, |mut row, (index, position, resource, agreement)| {
+                    row.push_bind(*index)
+                        .push_bind(*position)
+                        .push_bind(*index >> RESOURCE_BLOCK_BITS)
+                        .push_bind(resource_key(resource))
+                        .push_bind((*resource).clone())
+                        .push_bind((*agreement).clone());
                 });
                 query.build().execute(&mut *conn).await?;
             }
@@ -151,7 +164,16 @@ macro_rules! audit_store_impl {
             text("trace_id", &filter.trace_id);
             text("case_reference", &filter.case_reference);
             if let Some(resource) = &filter.resource {
-                query.push(" AND EXISTS (SELECT 1 FROM event_resources r WHERE r.leaf_index = e.leaf_index AND r.resource = ");
+                // One index seek per leaf block in the range; the leaves found drive the events.
+                query.push(" AND e.leaf_index IN (WITH RECURSIVE blocks (b) AS (SELECT ");
+                query.push_bind(db_int(filter.start_leaf >> RESOURCE_BLOCK_BITS));
+                query.push(" UNION ALL SELECT b + 1 FROM blocks WHERE b < ");
+                match filter.end_leaf {
+                    Some(end) => query.push_bind(db_int(end >> RESOURCE_BLOCK_BITS)),
+                    None => query.push(format!("(SELECT tree_size FROM log_state WHERE id = 1) / {}", 1 << RESOURCE_BLOCK_BITS)),
+                };
+                query.push(") SELECT r.leaf_index FROM blocks JOIN event_resources r ON r.leaf_block = blocks.b AND r.resource_key = ");
+                query.push_bind(resource_key(resource)).push(" WHERE r.resource = ");
                 query.push_bind(resource.clone()).push(")");
             }
             if let Some(agreement) = &filter.agreement {
@@ -206,15 +228,18 @@ macro_rules! audit_store_impl {
 
                 let mut known: HashMap<String, (u64, Hash, Hash)> = HashMap::new();
                 let mut query: QueryBuilder<$db> = QueryBuilder::new(
-                    "SELECT event_id, leaf_index, leaf_hash, client_digest FROM events WHERE event_id IN (",
+                    "SELECT event_id, leaf_index, leaf_hash, client_digest FROM events WHERE event_key IN (",
                 );
                 let mut list = query.separated(", ");
                 for event in events {
-                    list.push_bind(event.event.event_id.clone());
+                    list.push_bind(event_key(&event.event.event_id).unwrap_or_default());
                 }
                 query.push(")");
                 let rows: Vec<(String, i64, Vec<u8>, Vec<u8>)> = query.build_query_as().fetch_all(&mut *tx).await?;
-                for (event_id, index, hash, digest) in rows {
+                // Other ids sharing a key prefix come back too; only the batch's own ids matter.
+                let wanted: std::collections::HashSet<&str> =
+                    events.iter().map(|event| event.event.event_id.as_str()).collect();
+                for (event_id, index, hash, digest) in rows.into_iter().filter(|row| wanted.contains(row.0.as_str())) {
                     let hash = to_hash(hash, || format!("event {event_id}"))?;
                     let digest = to_hash(digest, || format!("event {event_id}"))?;
                     known.insert(event_id, (from_db_int(index), hash, digest));
@@ -287,9 +312,11 @@ macro_rules! audit_store_impl {
             }
 
             async fn get_event(&self, event_id: &str) -> Result<Option<StoredEvent>> {
+                let Some(key) = event_key(event_id) else { return Ok(None) };
                 let row: Option<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1"
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE event_key = $1 AND event_id = $2"
                 )))
+                .bind(key)
                 .bind(event_id)
                 .fetch_optional(&self.pool)
                 .await?;

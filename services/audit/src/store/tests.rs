@@ -21,6 +21,10 @@ async fn each_store() -> Vec<(TestDatabase, Arc<dyn AuditStore>)> {
 }
 
 fn event(n: u32, actor: &str, owner: &str) -> PendingEvent {
+    event_on(n, actor, owner, &format!("records/{n}"))
+}
+
+fn event_on(n: u32, actor: &str, owner: &str, resource: &str) -> PendingEvent {
     let raw = AuditEvent {
         event_id: format!("00000000-0000-7000-8000-{n:012x}"),
         // A fixed time: the same event built twice must be byte-identical (a retry).
@@ -31,7 +35,7 @@ fn event(n: u32, actor: &str, owner: &str) -> PendingEvent {
         actor_user: "analyst".into(),
         purpose: 1,
         resources: vec![AuditedResource {
-            resource: format!("records/{n}"),
+            resource: resource.to_owned(),
             owners: vec![format!("agencies/{owner}")],
             ..Default::default()
         }],
@@ -177,6 +181,32 @@ async fn queries_follow_visibility_and_pruning_keeps_hashes() {
         // The id stays reserved after pruning.
         let again = store.append(&[event(0, "DEA", "FBI")]).await.unwrap();
         assert!(again.results[0].duplicate);
+    }
+}
+
+#[tokio::test]
+async fn resource_lookups_span_the_index_blocks() {
+    for (_db, store) in each_store().await {
+        // 9,000 leaves: three blocks of the resource index; records/7 is read at leaves 7, 4107
+        // and 8207, one in each.
+        let events: Vec<_> =
+            (0..9_000).map(|n| event_on(n, "DEA", "FBI", &format!("records/{}", n % 4_100))).collect();
+        for batch in events.chunks(1_000) {
+            store.append(batch).await.unwrap();
+        }
+        let ids = |events: Vec<StoredEvent>| events.into_iter().map(|e| e.leaf_index).collect::<Vec<_>>();
+        let seven = EventQuery { resource: Some("records/7".into()), limit: 100, ..Default::default() };
+        assert_eq!(ids(store.list_events(&seven).await.unwrap()), [7, 4107, 8207]);
+        let from = EventQuery { start_leaf: 4108, ..seven.clone() };
+        assert_eq!(ids(store.list_events(&from).await.unwrap()), [8207]);
+        let until = EventQuery { end_leaf: Some(8207), ..seven.clone() };
+        assert_eq!(ids(store.list_events(&until).await.unwrap()), [7, 4107]);
+        let newest = EventQuery { descending: true, limit: 1, ..seven.clone() };
+        assert_eq!(ids(store.list_events(&newest).await.unwrap()), [8207]);
+        let visible = EventQuery { visible_to: Some("agencies/ICE".into()), ..seven.clone() };
+        assert!(store.list_events(&visible).await.unwrap().is_empty(), "ICE neither acted nor owns it");
+        let unknown = EventQuery { resource: Some("records/9999".into()), ..seven.clone() };
+        assert!(store.list_events(&unknown).await.unwrap().is_empty());
     }
 }
 

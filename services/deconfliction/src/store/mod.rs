@@ -152,9 +152,6 @@ pub trait DeconflictionStore: Send + Sync + 'static {
 
     /// Dry-run checks by `agency` in [start, end).
     async fn count_checks(&self, agency: &str, start_us: i64, end_us: i64) -> Result<i64>;
-
-    async fn pending_audit_events(&self, limit: u32) -> Result<Vec<(i64, Vec<u8>)>>;
-    async fn remove_audit_events(&self, sequences: &[i64]) -> Result<()>;
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The real `interlock` binary run against a real mesh: operator commands, records ingest and
-//! audit checkpoints. One test binary, for the same reason as `tests/tests/mesh`.
+//! audit checkpoints and dead letters. One test binary, for the same reason as `tests/tests/mesh`.
 
 mod audit_checkpoint;
+mod dead_letters;
 mod operator;
 mod records;

@@ -271,11 +271,6 @@ pub trait RecordsStore: Send + Sync + 'static {
 
     /// Forgets delivered entries of the deconfliction outbox.
     async fn remove_deconfliction(&self, sequences: &[i64]) -> Result<()>;
-
-    async fn pending_audit_events(&self, limit: u32) -> Result<Vec<(i64, Vec<u8>)>>;
-
-    /// Forgets delivered audit events.
-    async fn remove_audit_events(&self, sequences: &[i64]) -> Result<()>;
 }
 
 /// The records store on a database opened with [`MIGRATIONS`].

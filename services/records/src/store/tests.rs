@@ -56,7 +56,7 @@ fn write(id: &str, owner: &str, record: &Record, expected: Option<i64>) -> Recor
 
 #[tokio::test]
 async fn writes_keep_every_version_and_never_duplicate_a_number() {
-    for (_db, store) in each_store().await {
+    for (db, store) in each_store().await {
         store.ping().await.unwrap();
         let first = input("ICE-1", "Controlled delivery", "(214) 555-0147");
         let batch =
@@ -95,7 +95,9 @@ async fn writes_keep_every_version_and_never_duplicate_a_number() {
         assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [2, 1]);
         assert_eq!(store.find_numbers("ICE", &["ICE-1".into(), "ICE-2".into()]).await.unwrap().len(), 2);
         // Two writes plus one more: one audit event per stored write.
-        assert_eq!(store.pending_audit_events(100).await.unwrap().len(), 3);
+        let outbox =
+            interlock_audit_client::SqlOutbox::new(Database::open(db.url(), &MIGRATIONS).await.unwrap());
+        assert_eq!(outbox.pending(100).await.unwrap().len(), 3);
     }
 }
 

@@ -116,12 +116,6 @@ pub trait RegistryStore: Send + Sync + 'static {
 
     /// The newest change-feed revision (0 when empty).
     async fn latest_revision(&self) -> Result<i64>;
-
-    /// Audit events not yet delivered, oldest first: (sequence, event).
-    async fn pending_audit_events(&self, limit: u32) -> Result<Vec<(i64, Vec<u8>)>>;
-
-    /// Forgets delivered audit events.
-    async fn remove_audit_events(&self, sequences: &[i64]) -> Result<()>;
 }
 
 /// The registry's store on a database opened with [`MIGRATIONS`].

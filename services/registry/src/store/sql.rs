@@ -185,23 +185,6 @@ macro_rules! sql_store {
                     .fetch_one(&self.pool)
                     .await?)
             }
-
-            async fn pending_audit_events(&self, limit: u32) -> Result<Vec<(i64, Vec<u8>)>> {
-                let rows = sqlx::query("SELECT seq, event FROM audit_outbox ORDER BY seq LIMIT $1")
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?;
-                rows.into_iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
-            }
-
-            async fn remove_audit_events(&self, sequences: &[i64]) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
-                for seq in sequences {
-                    sqlx::query("DELETE FROM audit_outbox WHERE seq = $1").bind(seq).execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                Ok(())
-            }
         }
     };
 }

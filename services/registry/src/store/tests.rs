@@ -1,6 +1,7 @@
 //! One suite, run against every backend: SQLite always, PostgreSQL when
 //! `INTERLOCK_TEST_POSTGRES_URL` is set.
 
+use interlock_audit_client::SqlOutbox;
 use interlock_storage::testing::TestDatabase;
 
 use super::*;
@@ -33,6 +34,11 @@ async fn each_repository() -> Vec<(TestDatabase, Repository)> {
     repositories
 }
 
+/// The audit outbox of a test database, through the relay's own code.
+async fn outbox(database: &TestDatabase) -> SqlOutbox {
+    SqlOutbox::new(Database::open(database.url(), &MIGRATIONS).await.expect("open the registry database"))
+}
+
 #[tokio::test]
 async fn inserted_documents_read_back_with_their_revision() {
     for (_db, repo) in each_repository().await {
@@ -50,7 +56,7 @@ async fn inserted_documents_read_back_with_their_revision() {
 
 #[tokio::test]
 async fn duplicate_names_and_stale_revisions_change_nothing() {
-    for (_db, repo) in each_repository().await {
+    for (db, repo) in each_repository().await {
         let mut dea = agency("DEA");
         let mut commit = Commit::default();
         commit.insert(&dea, None);
@@ -63,7 +69,7 @@ async fn duplicate_names_and_stale_revisions_change_nothing() {
             matches!(repo.store().commit(commit).await, Err(Error::AlreadyExists(name)) if name == "agencies/DEA")
         );
         assert!(repo.get::<Agency>("agencies/FBI").await.unwrap().is_none());
-        assert!(repo.store().pending_audit_events(10).await.unwrap().is_empty());
+        assert!(outbox(&db).await.pending(10).await.unwrap().is_empty());
 
         dea.display_name = "renamed".into();
         let mut commit = Commit::default();
@@ -119,13 +125,44 @@ async fn listing_pages_in_name_order_and_by_parent() {
 
 #[tokio::test]
 async fn audit_events_wait_in_the_outbox_until_delivered() {
-    for (_db, repo) in each_repository().await {
+    for (db, repo) in each_repository().await {
         let mut commit = Commit::default();
         commit.insert(&agency("DEA"), None).audit("e1".into(), vec![1, 2]).audit("e2".into(), vec![3]);
         repo.store().commit(commit).await.unwrap();
-        let pending = repo.store().pending_audit_events(10).await.unwrap();
+        let outbox = outbox(&db).await;
+        let pending = outbox.pending(10).await.unwrap();
         assert_eq!(pending.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(), [vec![1, 2], vec![3]]);
-        repo.store().remove_audit_events(&[pending[0].0]).await.unwrap();
-        assert_eq!(repo.store().pending_audit_events(10).await.unwrap().len(), 1);
+        outbox.delivered(&[pending[0].0]).await.unwrap();
+        assert_eq!(outbox.pending(10).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_rejected_event_moves_to_the_dead_letters_with_its_reason() {
+    for (db, repo) in each_repository().await {
+        let mut commit = Commit::default();
+        commit.insert(&agency("DEA"), None).audit("e1".into(), vec![1]).audit("e2".into(), vec![2]);
+        commit.audit("e3".into(), vec![3]);
+        repo.store().commit(commit).await.unwrap();
+        let outbox = outbox(&db).await;
+        let pending = outbox.pending(10).await.unwrap();
+        assert_eq!(outbox.dead_letter_count().await.unwrap(), 0);
+
+        outbox.dead_letter(pending[1].0, "InvalidArgument: events[0].time: is required").await.unwrap();
+        let left: Vec<i64> = outbox.pending(10).await.unwrap().iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(left, [pending[0].0, pending[2].0], "the rest stay queued, in order");
+        assert_eq!(outbox.dead_letter_count().await.unwrap(), 1);
+        let dead = outbox.dead_letters(10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].sequence, dead[0].event_id.as_str()), (pending[1].0, "e2"));
+        assert_eq!(dead[0].event, [2], "kept byte for byte");
+        assert_eq!(dead[0].reason, "InvalidArgument: events[0].time: is required");
+        assert!(dead[0].rejected_time_us > 0);
+
+        // Moving an entry that is no longer queued (another replica got there first) adds nothing.
+        outbox.dead_letter(pending[1].0, "again").await.unwrap();
+        assert_eq!(outbox.dead_letter_count().await.unwrap(), 1);
+        outbox.delivered(&left).await.unwrap();
+        assert!(outbox.pending(10).await.unwrap().is_empty());
     }
 }
