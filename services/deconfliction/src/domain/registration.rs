@@ -17,10 +17,31 @@ impl Serialize for Hash32 {
 }
 
 impl<'de> Deserialize<'de> for Hash32 {
+    /// Decodes the hex in place: the index build at start-up decodes every digest of every
+    /// registration, and a `String` plus a `Vec` per digest made that most of its JSON time.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        let bytes = hex::decode(&text).map_err(serde::de::Error::custom)?;
-        bytes.try_into().map(Hash32).map_err(|_| serde::de::Error::custom("a digest has 32 bytes"))
+        deserializer.deserialize_str(HexDigest)
+    }
+}
+
+struct HexDigest;
+
+impl serde::de::Visitor<'_> for HexDigest {
+    type Value = Hash32;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a digest of 32 bytes in hex")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Hash32, E> {
+        let mut bytes = [0; 32];
+        hex::decode_to_slice(text, &mut bytes).map_err(|error| match error {
+            hex::FromHexError::InvalidStringLength | hex::FromHexError::OddLength => {
+                E::custom("a digest has 32 bytes")
+            }
+            error => E::custom(error),
+        })?;
+        Ok(Hash32(bytes))
     }
 }
 
@@ -124,5 +145,29 @@ impl Registration {
     /// Every selector to match, including an operation's blinded address.
     pub fn all_selectors(&self) -> impl Iterator<Item = &SelectorEntry> {
         self.selectors.iter().chain(self.operation.as_ref().and_then(|op| op.address.as_ref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Hash32;
+
+    #[test]
+    fn digests_round_trip_through_hex_and_bad_ones_are_refused() {
+        let digest = Hash32(std::array::from_fn(|i| i as u8 * 7));
+        let json = serde_json::to_string(&digest).unwrap();
+        assert_eq!(json, format!("\"{}\"", hex::encode(digest.0)));
+        assert_eq!(serde_json::from_str::<Hash32>(&json).unwrap(), digest);
+        // An escaped character makes serde_json hand over a transient copy: decoded the same.
+        let escaped = json.replacen('0', "\\u0030", 1);
+        assert_eq!(serde_json::from_str::<Hash32>(&escaped).unwrap(), digest);
+
+        let short = format!("\"{}\"", hex::encode(&digest.0[..31]));
+        assert!(serde_json::from_str::<Hash32>(&short).unwrap_err().to_string().contains("32 bytes"));
+        let odd = format!("\"{}0\"", hex::encode(digest.0));
+        assert!(serde_json::from_str::<Hash32>(&odd).unwrap_err().to_string().contains("32 bytes"));
+        let not_hex = format!("\"{}\"", "zz".repeat(32));
+        assert!(serde_json::from_str::<Hash32>(&not_hex).is_err());
+        assert!(serde_json::from_str::<Hash32>("17").is_err());
     }
 }
