@@ -351,11 +351,16 @@ async fn ingest(
     let mut pipeline = records.ingest_pipeline(caller, &ingest_id, owner);
     let result = batches(records, caller, &ingest_id, owner, stream, sender, &mut pipeline).await;
     // Whatever ended the stream, the batch still committing is acknowledged first if it commits,
-    // as it would have been without the pipeline.
-    if pipeline.busy()
-        && let Ok(committed) = pipeline.committed().await
-    {
-        let _ = sender.send(Ok(ack(committed))).await;
+    // as it would have been without the pipeline; if it fails, a stream that would otherwise end
+    // with OK ends with its error instead.
+    if pipeline.busy() {
+        match pipeline.committed().await {
+            Ok(committed) => {
+                let _ = sender.send(Ok(ack(committed))).await;
+            }
+            Err(error) if result.is_ok() => return Err(error.into()),
+            Err(_) => {}
+        }
     }
     result
 }
