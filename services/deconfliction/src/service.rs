@@ -11,7 +11,8 @@ use interlock_audit_client::EventBuilder;
 use interlock_auth::{Caller, Purpose};
 use interlock_rpc::now_micros;
 use interlock_selectors::SelectorKey;
-use tokio::sync::{Mutex, RwLock, mpsc, oneshot, watch};
+use interlock_storage::{GroupCommit, GroupCommitError};
+use tokio::sync::{Mutex, RwLock, watch};
 
 use crate::domain::conflict::{
     Conflict, DETECTED, ESCALATED, Escalation, HistoryEntry, Party, Refusal, StoredMatch,
@@ -56,14 +57,9 @@ pub struct Deconfliction {
     catch_ups_started: AtomicU64,
     /// The ticket of the latest catch-up that succeeded.
     catch_ups_done: AtomicU64,
-    /// The group-commit queue of dry-run check records (see `record_checks`).
-    checks: mpsc::Sender<PendingCheck>,
-}
-
-/// A check record waiting for its group commit, and who to tell once it is durable.
-struct PendingCheck {
-    record: CheckRecord,
-    committed: oneshot::Sender<Result<()>>,
+    /// The group commit of dry-run check records: each check's record, watch events and audit
+    /// events are durable before its answer, and concurrent checks share one transaction.
+    checks: GroupCommit<CheckRecord, Error>,
 }
 
 /// One registration to make, with what it found.
@@ -88,9 +84,11 @@ impl Deconfliction {
             }
         }
         tracing::info!(registrations = index.len(), revision, "match index built");
-        let (checks, queued) = mpsc::channel(CHECK_QUEUE);
-        // The recorder holds the store, not the service: it ends when the service is dropped.
-        tokio::spawn(record_checks(store.clone(), queued));
+        let recorder = store.clone();
+        let checks = GroupCommit::spawn(CHECKS_PER_COMMIT, CHECK_QUEUE, move |records| {
+            let store = recorder.clone();
+            async move { store.record_checks(records).await }
+        });
         let service = Arc::new(Self {
             store,
             config,
@@ -356,16 +354,13 @@ impl Deconfliction {
                     .encode(),
             );
         }
-        let (committed, outcome) = oneshot::channel();
         let record = CheckRecord { agency: caller.agency.clone(), time_us: now, events, audit };
-        self.checks
-            .send(PendingCheck { record, committed })
-            .await
-            .map_err(|_| Error::GroupCommit(Arc::new(Error::Corrupt("the check recorder stopped".into()))))?;
-        // Answered only once the batch holding this check (and its audit events) is committed.
-        outcome
-            .await
-            .map_err(|_| Error::GroupCommit(Arc::new(Error::Corrupt("the check recorder stopped".into()))))?
+        self.checks.commit(record).await.map_err(|error| match error {
+            GroupCommitError::Failed(error) => Error::GroupCommit(error),
+            GroupCommitError::Stopped => {
+                Error::GroupCommit(Arc::new(Error::Corrupt("the check recorder stopped".into())))
+            }
+        })
     }
 
     /// Audits notifications a watch stream is about to deliver, durably before they are sent:
@@ -511,32 +506,6 @@ impl Deconfliction {
             }
         }
         Ok(())
-    }
-}
-
-/// The group commit of dry-run checks: whatever checks queued while the previous transaction
-/// ran are written together in the next, and each caller is answered only after the
-/// transaction holding its check committed, so the audit trail stays durable before the answer.
-/// No timer: a lone check commits at once, and under load batches grow by themselves.
-async fn record_checks(store: Arc<dyn DeconflictionStore>, mut queued: mpsc::Receiver<PendingCheck>) {
-    let mut batch = Vec::with_capacity(CHECKS_PER_COMMIT);
-    while queued.recv_many(&mut batch, CHECKS_PER_COMMIT).await > 0 {
-        let (records, waiting): (Vec<_>, Vec<_>) =
-            batch.drain(..).map(|pending| (pending.record, pending.committed)).unzip();
-        match store.record_checks(records).await {
-            Ok(()) => {
-                for committed in waiting {
-                    // The caller may have gone (cancelled call): its check is recorded anyway.
-                    let _ = committed.send(Ok(()));
-                }
-            }
-            Err(error) => {
-                let error = Arc::new(error);
-                for committed in waiting {
-                    let _ = committed.send(Err(Error::GroupCommit(error.clone())));
-                }
-            }
-        }
     }
 }
 

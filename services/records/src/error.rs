@@ -15,6 +15,12 @@ pub enum Error {
     Aborted,
     #[error("{message}")]
     PermissionDenied { reason: &'static str, message: String },
+    /// Another IngestRecords stream claimed this stream's ingest job.
+    #[error("the ingest job was taken over by another stream")]
+    IngestTakenOver,
+    /// A message over the server's size limit.
+    #[error("message too large")]
+    MessageTooLarge(String),
     /// The audit event of an action could not be made durable, so the action did not happen.
     #[error("the audit log is unavailable")]
     AuditUnavailable,
@@ -72,6 +78,14 @@ impl From<Error> for Status {
             ),
             Error::PermissionDenied { reason, message } => {
                 status_with_reason(Code::PermissionDenied, reason, message)
+            }
+            Error::IngestTakenOver => status_with_reason(
+                Code::Aborted,
+                "INGEST_TAKEN_OVER",
+                "another stream opened this ingest_id and continues the job; this stream ends",
+            ),
+            Error::MessageTooLarge(detail) => {
+                status_with_reason(Code::ResourceExhausted, "MESSAGE_TOO_LARGE", detail)
             }
             Error::AuditUnavailable => status_with_reason(
                 Code::Unavailable,

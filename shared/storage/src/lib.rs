@@ -3,8 +3,9 @@
 //! service, shared by all replicas).
 //!
 //! Each service owns one repository trait with a SQLite and a PostgreSQL implementation and embeds
-//! its migrations per backend; this crate only opens the pools, applies those migrations and, under
-//! the `testing` feature, hands out fresh databases.
+//! its migrations per backend; this crate opens the pools, applies those migrations, offers the
+//! [`GroupCommit`] writer for small writes that must be durable before many callers answer and,
+//! under the `testing` feature, hands out fresh databases.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -15,8 +16,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, PgPool, SqlitePool};
 
+pub mod group_commit;
 #[cfg(feature = "testing")]
 pub mod testing;
+
+pub use group_commit::{GroupCommit, GroupCommitError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

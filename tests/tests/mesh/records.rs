@@ -58,6 +58,21 @@ impl Mesh {
         Self { registry, records, database_url: database.url().to_owned() }
     }
 
+    /// A second records replica on the same database, as another pod would be.
+    async fn replica(&self) -> TestServer {
+        TestServer::start(&[
+            "--service",
+            "records",
+            "--registry-address",
+            &self.registry.url(),
+            "--database-url",
+            &self.database_url,
+            "--mesh-secret",
+            MESH_SECRET,
+        ])
+        .await
+    }
+
     async fn agency(&self, code: &str) -> Agency {
         let (admin, _) =
             register(&self.registry.url(), &self.registry.admin_channel().await, code, code).await;
@@ -67,9 +82,19 @@ impl Mesh {
 
     /// A records client acting for `agency`'s officer with `purpose`.
     async fn client(&self, agency: &Agency, purpose: CallPurpose) -> RecordsServiceClient<AuthedChannel> {
+        self.client_of(&self.records, agency, purpose).await
+    }
+
+    /// The same, on the records replica `records`.
+    async fn client_of(
+        &self,
+        records: &TestServer,
+        agency: &Agency,
+        purpose: CallPurpose,
+    ) -> RecordsServiceClient<AuthedChannel> {
         let token = token(&self.registry.url(), &agency.member.0, &agency.member.1).await.expect("token");
         let metadata = CallerMetadata::bearer(token).on_behalf_of("officer-1", purpose);
-        RecordsServiceClient::new(InterceptedService::new(channel(&self.records.url()).await, metadata))
+        RecordsServiceClient::new(InterceptedService::new(channel(&records.url()).await, metadata))
     }
 
     /// Rows in the records service's audit outbox (the audit service of issue #6 is not
@@ -88,7 +113,11 @@ impl Mesh {
     }
 
     async fn outbox_rows(&self) -> i64 {
-        let query = "SELECT COUNT(*) FROM audit_outbox";
+        self.count("SELECT COUNT(*) FROM audit_outbox").await
+    }
+
+    /// The single number `query` answers on the records database.
+    async fn count(&self, query: &'static str) -> i64 {
         if self.database_url.starts_with("sqlite") {
             let mut c =
                 sqlx::sqlite::SqliteConnectOptions::from_str_url(&self.database_url).connect().await.unwrap();
@@ -705,4 +734,121 @@ async fn agreement_preview_counts_only_the_callers_own_records() {
         consumer_view.changes.iter().all(|c| c.record_count.is_none()),
         "ICE's holdings stay hidden from DEA"
     );
+}
+
+/// Opens an IngestRecords stream on `client`, sends `start(id)` and returns the sender, the
+/// responses and the server's last committed batch.
+async fn open_ingest(
+    client: &mut RecordsServiceClient<AuthedChannel>,
+    id: &str,
+) -> (tokio::sync::mpsc::Sender<IngestRecordsRequest>, tonic::Streaming<IngestRecordsResponse>, i64) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(8);
+    let mut responses = client
+        .ingest_records(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .unwrap()
+        .into_inner();
+    sender.send(start(id)).await.unwrap();
+    let ingest_records_response::Message::Started(started) = next(&mut responses).await else {
+        panic!("started")
+    };
+    (sender, responses, started.last_committed_batch_sequence)
+}
+
+/// The error that ends `responses`, within a few seconds.
+async fn ending(responses: &mut tonic::Streaming<IngestRecordsResponse>) -> tonic::Status {
+    tokio::time::timeout(Duration::from_secs(5), responses.message())
+        .await
+        .expect("the stream ends within 5 s")
+        .expect_err("the stream ends with an error")
+}
+
+#[tokio::test]
+async fn a_new_ingest_stream_takes_over_across_replicas_and_big_messages_are_refused() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let other_pod = mesh.replica().await;
+        let ice = mesh.agency("ICE").await;
+        let mut first_pod = mesh.client(&ice, CallPurpose::Investigation).await;
+        let mut second_pod = mesh.client_of(&other_pod, &ice, CallPurpose::Investigation).await;
+        use ingest_records_response::Message::Ack;
+
+        // An idle stream learns it was taken over by a stream on another replica.
+        let (old, mut old_responses, last) = open_ingest(&mut first_pod, "job").await;
+        assert_eq!(last, 0);
+        old.send(batch(1, 0..5)).await.unwrap();
+        let Ack(ack) = next(&mut old_responses).await else { panic!("ack") };
+        assert_eq!(ack.created_count, 5);
+        let (new, mut new_responses, last) = open_ingest(&mut second_pod, "job").await;
+        assert_eq!(last, 1, "the new stream resumes after the old stream's committed batch");
+        let status = ending(&mut old_responses).await;
+        assert_eq!((status.code(), reason(&status).as_str()), (Code::Aborted, "INGEST_TAKEN_OVER"));
+        new.send(batch(2, 5..10)).await.unwrap();
+        let Ack(ack) = next(&mut new_responses).await else { panic!("ack") };
+        assert_eq!(ack.created_count, 5);
+
+        // A batch the old stream sends after the takeover is not committed.
+        let (old, mut old_responses, _) = open_ingest(&mut first_pod, "job-2").await;
+        let (_new, _new_responses, _) = open_ingest(&mut second_pod, "job-2").await;
+        old.send(batch(1, 100..105)).await.unwrap();
+        let status = ending(&mut old_responses).await;
+        assert_eq!((status.code(), reason(&status).as_str()), (Code::Aborted, "INGEST_TAKEN_OVER"));
+        let listed = first_pod
+            .list_records(ListRecordsRequest { page_size: 100, ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .records;
+        assert_eq!(listed.len(), 10, "only the two acknowledged batches are stored");
+
+        // A message over 4 MiB: RESOURCE_EXHAUSTED, as documented.
+        let (big, mut big_responses, _) = open_ingest(&mut first_pod, "big").await;
+        let mut oversized = batch(1, 200..280);
+        if let Some(ingest_records_request::Message::Batch(b)) = oversized.message.as_mut() {
+            for r in &mut b.records {
+                r.narrative = "x".repeat(60_000);
+            }
+        }
+        big.send(oversized).await.unwrap();
+        let status = ending(&mut big_responses).await;
+        assert_eq!((status.code(), reason(&status).as_str()), (Code::ResourceExhausted, "MESSAGE_TOO_LARGE"));
+        // Just under the limit passes.
+        let (fits, mut fits_responses, _) = open_ingest(&mut first_pod, "fits").await;
+        let mut large = batch(1, 300..360);
+        if let Some(ingest_records_request::Message::Batch(b)) = large.message.as_mut() {
+            for r in &mut b.records {
+                r.narrative = "x".repeat(60_000);
+            }
+        }
+        fits.send(large).await.unwrap();
+        let Ack(ack) = next(&mut fits_responses).await else { panic!("ack") };
+        assert_eq!(ack.created_count, 60);
+    }
+}
+
+#[tokio::test]
+async fn create_request_ids_are_honoured_for_24_hours() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let ice = mesh.agency("ICE").await;
+        let mut client = mesh.client(&ice, CallPurpose::Investigation).await;
+        let send = |record: Record| CreateRecordRequest { record: Some(record), request_id: "req-1".into() };
+        let first =
+            record("ICE-R1", RecordCategory::InvestigationReport, SensitivityLevel::Unrestricted, &[]);
+        let created = client.create_record(send(first.clone())).await.unwrap().into_inner();
+        assert_eq!(created.outcome, WriteOutcome::Created as i32);
+        let retried = client.create_record(send(first)).await.unwrap().into_inner();
+        assert_eq!(retried, created, "a retry answers the first response");
+        let other =
+            record("ICE-R2", RecordCategory::InvestigationReport, SensitivityLevel::Unrestricted, &[]);
+        let status = client.create_record(send(other.clone())).await.unwrap_err();
+        assert_eq!((status.code(), reason(&status).as_str()), (Code::InvalidArgument, "REQUEST_ID_REUSED"));
+
+        // 25 hours later the id is free again, and the stale entry is pruned.
+        mesh.execute("UPDATE create_requests SET create_us = create_us - 90000000000").await;
+        let later = client.create_record(send(other)).await.unwrap().into_inner();
+        assert_eq!(later.outcome, WriteOutcome::Created as i32);
+        assert_ne!(later.record.unwrap().name, created.record.unwrap().name);
+        assert_eq!(mesh.count("SELECT COUNT(*) FROM create_requests").await, 1);
+    }
 }

@@ -233,10 +233,16 @@ async fn bare_insert(url: &str, records: &[Record]) -> anyhow::Result<f64> {
     let ids: Vec<String> = (0..records.len()).map(|_| uuid::Uuid::now_v7().simple().to_string()).collect();
     let columns = "INSERT INTO records (id, owner, record_number, category, sensitivity, caveats, title, narrative, \
                    report_us, occur_us, review_by_us, version, deleted, create_us, update_us, content_hash, doc) VALUES ";
+    // Placeholders as the records store writes them: anonymous on SQLite (sqlx resolves a
+    // numbered one by a linear scan in SQLite), numbered on PostgreSQL.
+    let numbered = matches!(database, Database::Postgres(_));
     let values = |rows: usize| {
         (0..rows)
             .map(|r| {
-                format!("({})", (1..=17).map(|c| format!("${}", r * 17 + c)).collect::<Vec<_>>().join(", "))
+                let marks: Vec<String> = (1..=17)
+                    .map(|c| if numbered { format!("${}", r * 17 + c) } else { "?".to_owned() })
+                    .collect();
+                format!("({})", marks.join(", "))
             })
             .collect::<Vec<_>>()
             .join(", ")
@@ -340,7 +346,16 @@ async fn search_load(
                 match result {
                     Ok(_) if text => by_text.push(ms),
                     Ok(_) => by_selector.push(ms),
-                    Err(_) => errors += 1,
+                    Err(status) => {
+                        if errors == 0 {
+                            eprintln!(
+                                "client {c}: first failed search: {:?} {}",
+                                status.code(),
+                                status.message()
+                            );
+                        }
+                        errors += 1;
+                    }
                 }
             }
             (by_selector, by_text, errors)
@@ -365,6 +380,20 @@ fn report(name: &str, mut latencies: Vec<f64>) {
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(0.0)
     );
+}
+
+/// A records client for the bench officer, with a token issued now.
+async fn records_client(
+    registry: &Mesh,
+    records: &Mesh,
+    credential: &str,
+    secret: &str,
+) -> anyhow::Result<RecordsServiceClient<Authed>> {
+    let token = token(&registry.url(), credential, secret).await?;
+    let metadata = CallerMetadata::bearer(token).on_behalf_of("bench-officer", Purpose::Investigation);
+    Ok(RecordsServiceClient::new(InterceptedService::new(connect(&records.url()).await?, metadata))
+        .max_decoding_message_size(16 * 1024 * 1024)
+        .max_encoding_message_size(16 * 1024 * 1024))
 }
 
 async fn run_backend(
@@ -403,12 +432,7 @@ async fn run_backend(
             Err(error) => return Err(error.context("registering the owner agency")),
         }
     };
-    let token = token(&registry.url(), &credential, &secret).await?;
-    let metadata = CallerMetadata::bearer(token).on_behalf_of("bench-officer", Purpose::Investigation);
-    let mut client =
-        RecordsServiceClient::new(InterceptedService::new(connect(&records_mesh.url()).await?, metadata))
-            .max_decoding_message_size(16 * 1024 * 1024)
-            .max_encoding_message_size(16 * 1024 * 1024);
+    let mut client = records_client(&registry, &records_mesh, &credential, &secret).await?;
 
     // The records pod serves once it has the registry's verification keys: wait for that.
     for _ in 0..100 {
@@ -453,6 +477,8 @@ async fn run_backend(
         "search load: target {}/s for {} s, {} clients (open loop)",
         args.search_rate, args.search_seconds, args.search_clients
     );
+    // A fresh token: a large ingest outlasts the first one's lifetime.
+    let client = records_client(&registry, &records_mesh, &credential, &secret).await?;
     let begun = Instant::now();
     let (by_selector, by_text, errors) = search_load(client, Arc::new(selectors), args).await?;
     let done = by_selector.len() + by_text.len();

@@ -26,7 +26,9 @@ CREATE TABLE records (
 CREATE INDEX records_owner_created ON records (owner, create_us, id);
 CREATE INDEX records_review_by ON records (review_by_us);
 
--- Every version ever written, for the owner's audit trail (doc is NULL for a deletion).
+-- Every version ever written, for the owner's audit trail. `doc` is NULL for a deletion, and for
+-- the current version until it is superseded: its content is the records row's, so a record
+-- written once is stored once.
 CREATE TABLE record_versions (
     record_id  TEXT    NOT NULL,
     version    INTEGER NOT NULL,
@@ -38,26 +40,28 @@ CREATE TABLE record_versions (
 );
 
 -- The normalised selectors of current versions (and persons' identification numbers, as
--- SELECTOR_KIND_IDENTIFICATION_NUMBER): what selector searches match exactly.
+-- SELECTOR_KIND_IDENTIFICATION_NUMBER): what selector searches match exactly. Keyed by what
+-- searches look up, so the key is the index (no separate table and value index to write).
 CREATE TABLE record_selectors (
-    record_seq INTEGER NOT NULL,
+    value      TEXT    NOT NULL,
     kind       INTEGER NOT NULL,
     region     TEXT    NOT NULL,
-    value      TEXT    NOT NULL
-);
-CREATE INDEX record_selectors_value ON record_selectors (value, kind, region);
+    record_seq INTEGER NOT NULL,
+    PRIMARY KEY (value, kind, region, record_seq)
+) WITHOUT ROWID;
 CREATE INDEX record_selectors_record ON record_selectors (record_seq);
 
--- The normalised names (main names and aliases) of the persons of current versions.
+-- The normalised names (main names and aliases) of the persons of current versions, keyed
+-- like record_selectors.
 CREATE TABLE record_persons (
-    record_seq INTEGER NOT NULL,
     surname    TEXT    NOT NULL,
     given      TEXT    NOT NULL,
     middle     TEXT    NOT NULL,
     suffix     TEXT    NOT NULL,
-    birth_date TEXT    NOT NULL
-);
-CREATE INDEX record_persons_name ON record_persons (surname, given);
+    birth_date TEXT    NOT NULL,
+    record_seq INTEGER NOT NULL,
+    PRIMARY KEY (surname, given, middle, suffix, birth_date, record_seq)
+) WITHOUT ROWID;
 CREATE INDEX record_persons_record ON record_persons (record_seq);
 
 -- Full text over title and narrative: an external-content FTS5 index kept in step by triggers.
@@ -77,7 +81,8 @@ CREATE TRIGGER records_fts_update AFTER UPDATE OF title, narrative ON records BE
     INSERT INTO records_fts (rowid, title, narrative) VALUES (new.seq, new.title, new.narrative);
 END;
 
--- CreateRecord request ids, so a retried create returns the first result.
+-- CreateRecord request ids, so a retried create returns the first result: honoured for 24
+-- hours, pruned after that (by create_us).
 CREATE TABLE create_requests (
     owner      TEXT    NOT NULL,
     request_id TEXT    NOT NULL,
@@ -88,12 +93,17 @@ CREATE TABLE create_requests (
     create_us  INTEGER NOT NULL,
     PRIMARY KEY (owner, request_id)
 );
+CREATE INDEX create_requests_created ON create_requests (create_us);
 
--- Bulk ingest jobs: the last batch committed, written in the batch's own transaction.
+-- Bulk ingest jobs: the last batch committed, written in the batch's own transaction, and the
+-- stream that owns the job. Each new stream for a job takes a new `stream` number; a batch
+-- commits only while its stream's number is still the job's, so a stream taken over by another
+-- (on any replica) stops after its in-flight batch.
 CREATE TABLE ingest_jobs (
     owner      TEXT    NOT NULL,
     ingest_id  TEXT    NOT NULL,
     last_batch INTEGER NOT NULL,
+    stream     INTEGER NOT NULL,
     update_us  INTEGER NOT NULL,
     PRIMARY KEY (owner, ingest_id)
 );

@@ -15,10 +15,17 @@ use tonic::{Code, Status};
 
 use crate::service::Records;
 
+/// The largest request message the records services accept (RESOURCE_EXHAUSTED beyond), as
+/// documented in the API. tonic's default is the same today; stated here so they cannot drift.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
 /// Adds both records gRPC services to `routes`.
 pub fn add_services(records: &Arc<Records>, routes: &mut RoutesBuilder) {
     routes
-        .add_service(RecordsServiceServer::new(records::RecordsApi { records: records.clone() }))
+        .add_service(
+            RecordsServiceServer::new(records::RecordsApi { records: records.clone() })
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
         .add_service(RecordsAdminServiceServer::new(admin::AdminApi { records: records.clone() }));
 }
 

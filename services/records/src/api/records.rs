@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use interlock_api::records::v1::records_service_server::RecordsService;
 use interlock_api::records::v1::*;
@@ -8,13 +9,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::agency_code;
 use crate::domain::query;
 use crate::error::Error;
-use crate::service::Records;
 use crate::service::reads::selector_match;
+use crate::service::{IngestPipeline, Records};
 use crate::store::{ListFilter, Match, NotificationFilter, SearchFilter};
 
 /// Search page tokens expire after an hour.
@@ -302,18 +303,35 @@ fn valid_ingest_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
-/// The server side of one ingest stream: `start`, then batches committed in order, each acked
-/// after its commit. A failing batch ends the stream without committing anything of it;
-/// acknowledged batches stay committed, and the client resumes from `started`.
+/// How often an idle ingest stream looks whether another stream took its job over.
+const TAKEOVER_POLL: Duration = Duration::from_secs(1);
+
+/// The next client message. tonic reports a message over the decoding limit as OUT_OF_RANGE
+/// (the only OUT_OF_RANGE its decoder produces); the API promises RESOURCE_EXHAUSTED.
+async fn next_message(
+    stream: &mut Streaming<IngestRecordsRequest>,
+) -> Result<Option<IngestRecordsRequest>, Status> {
+    stream.message().await.map_err(|status| match status.code() {
+        Code::OutOfRange => Error::MessageTooLarge(status.message().to_owned()).into(),
+        _ => status,
+    })
+}
+
+/// The server side of one ingest stream: `start` (which makes this stream the job's owner),
+/// then batches committed in order (the next one prepared while one commits), each acked after
+/// its commit. A failing batch ends the
+/// stream without committing anything of it; acknowledged batches stay committed, and the
+/// client resumes from `started`. A stream whose job another stream claimed ends with
+/// INGEST_TAKEN_OVER: at its next batch's commit, or within TAKEOVER_POLL while idle.
 async fn ingest(
-    records: &Records,
+    records: &Arc<Records>,
     caller: &Caller,
     stream: &mut Streaming<IngestRecordsRequest>,
     sender: &mpsc::Sender<Result<IngestRecordsResponse, Status>>,
 ) -> Result<(), Status> {
     use ingest_records_request::Message as In;
     use ingest_records_response::Message as Out;
-    let ingest_id = match stream.message().await? {
+    let ingest_id = match next_message(stream).await? {
         Some(IngestRecordsRequest { message: Some(In::Start(start)) })
             if valid_ingest_id(&start.ingest_id) =>
         {
@@ -324,14 +342,65 @@ async fn ingest(
         }
         _ => return Err(Error::invalid("start", "the first message of the stream must be start").into()),
     };
-    let last = records.ingest_progress(caller, &ingest_id).await?;
+    let (last, owner) = records.claim_ingest(caller, &ingest_id).await?;
     let started =
         IngestStarted { last_committed_batch_sequence: last, max_batches_in_flight: MAX_BATCHES_IN_FLIGHT };
     if sender.send(Ok(IngestRecordsResponse { message: Some(Out::Started(started)) })).await.is_err() {
         return Ok(());
     }
+    let mut pipeline = records.ingest_pipeline(caller, &ingest_id, owner);
+    let result = batches(records, caller, &ingest_id, owner, stream, sender, &mut pipeline).await;
+    // Whatever ended the stream, the batch still committing is acknowledged first if it commits,
+    // as it would have been without the pipeline; if it fails, a stream that would otherwise end
+    // with OK ends with its error instead.
+    if pipeline.busy() {
+        match pipeline.committed().await {
+            Ok(committed) => {
+                let _ = sender.send(Ok(ack(committed))).await;
+            }
+            Err(error) if result.is_ok() => return Err(error.into()),
+            Err(_) => {}
+        }
+    }
+    result
+}
+
+fn ack(ack: IngestBatchAck) -> IngestRecordsResponse {
+    IngestRecordsResponse { message: Some(ingest_records_response::Message::Ack(ack)) }
+}
+
+/// The batches of an ingest stream after `start`, until the client half-closes or a batch fails.
+async fn batches(
+    records: &Records,
+    caller: &Caller,
+    ingest_id: &str,
+    owner: i64,
+    stream: &mut Streaming<IngestRecordsRequest>,
+    sender: &mpsc::Sender<Result<IngestRecordsResponse, Status>>,
+    pipeline: &mut IngestPipeline,
+) -> Result<(), Status> {
+    use ingest_records_request::Message as In;
     let mut previous = 0;
-    while let Some(message) = stream.message().await? {
+    let mut poll = tokio::time::interval(TAKEOVER_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let message = tokio::select! {
+            committed = pipeline.committed(), if pipeline.busy() => {
+                if sender.send(Ok(ack(committed?))).await.is_err() {
+                    return Ok(());
+                }
+                poll.reset();
+                continue;
+            }
+            message = next_message(stream) => match message? {
+                Some(message) => message,
+                None => return Ok(()),
+            },
+            _ = poll.tick(), if !pipeline.busy() => {
+                records.check_ingest_owner(caller, ingest_id, owner).await?;
+                continue;
+            }
+        };
         let batch = match message.message {
             Some(In::Batch(batch)) => batch,
             _ => return Err(Error::invalid("batch", "after start, only batches may be sent").into()),
@@ -345,10 +414,10 @@ async fn ingest(
             return Err(Error::invalid("batch.records", "send 1 to 1,000 records per batch").into());
         }
         previous = batch.batch_sequence;
-        let ack = records.ingest_batch(caller, &ingest_id, batch.batch_sequence, batch.records).await?;
-        if sender.send(Ok(IngestRecordsResponse { message: Some(Out::Ack(ack)) })).await.is_err() {
+        if let Some(committed) = pipeline.push(batch.batch_sequence, batch.records).await?
+            && sender.send(Ok(ack(committed))).await.is_err()
+        {
             return Ok(());
         }
     }
-    Ok(())
 }

@@ -44,7 +44,7 @@ pub struct IndexedSelector {
 }
 
 /// A normalised person-name row of the person index (main names and aliases).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct IndexedPerson {
     pub surname: String,
     pub given: String,
@@ -354,8 +354,11 @@ pub fn prepare(input: &Record, previous: Option<&Record>, now_us: i64) -> Result
     if !v.is_empty() {
         return Err(v);
     }
+    // Index rows are keyed by their content: each distinct one once per record.
     let mut seen = HashSet::new();
     selectors.retain(|s| seen.insert(s.clone()));
+    let mut seen = HashSet::new();
+    persons.retain(|p| seen.insert(p.clone()));
     let doc = content.encode_to_vec();
     let hash = hex::encode(Sha256::digest(&doc));
     Ok(Prepared {

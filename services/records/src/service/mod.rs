@@ -1,7 +1,8 @@
 //! Orchestration: read, decide with the domain rules, commit with the audit events. Every read
 //! makes its audit event durable in the service's own outbox (and the owners' notifications
 //! with it) before any data is returned; if that write fails the read fails with
-//! AUDIT_UNAVAILABLE (fail closed). Writes commit their audit events in their own transaction.
+//! AUDIT_UNAVAILABLE (fail closed). Concurrent reads share that transaction (a group commit).
+//! Writes commit their audit events in their own transaction.
 
 pub mod deconfliction;
 pub mod directory;
@@ -18,21 +19,37 @@ use interlock_auth::Caller;
 use interlock_rpc::timestamp_from_micros;
 use prost::Message;
 
+use interlock_storage::GroupCommit;
+
 use crate::error::{Error, Result};
-use crate::store::{RecordsStore, StoredRecord};
+use crate::store::{ReadRecord, RecordsStore, StoredRecord};
 pub use directory::Directory;
 pub use grants::GrantsCache;
+pub use writes::IngestPipeline;
+
+/// At most this many reads share one audit transaction; more wait for the next.
+const READS_PER_COMMIT: usize = 1_000;
+/// Reads queued for the audit writer before callers wait for room (back-pressure, not loss).
+const READ_QUEUE: usize = 8_192;
 
 /// The records service: its store, the grants it decides with and the registry's directory.
 pub struct Records {
     store: Arc<dyn RecordsStore>,
     grants: Arc<GrantsCache>,
     directory: Directory,
+    /// The group commit of reads' audit events and owner notifications.
+    reads: GroupCommit<ReadRecord, Error>,
 }
 
 impl Records {
+    /// Must run inside a Tokio runtime: it spawns the reads' audit writer.
     pub fn new(store: Arc<dyn RecordsStore>, grants: Arc<GrantsCache>, directory: Directory) -> Arc<Self> {
-        Arc::new(Self { store, grants, directory })
+        let writer = store.clone();
+        let reads = GroupCommit::spawn(READS_PER_COMMIT, READ_QUEUE, move |reads| {
+            let store = writer.clone();
+            async move { store.record_reads(reads).await }
+        });
+        Arc::new(Self { store, grants, directory, reads })
     }
 
     pub fn store(&self) -> &Arc<dyn RecordsStore> {

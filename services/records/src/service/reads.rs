@@ -17,7 +17,8 @@ use crate::domain::query::matches_visible;
 use crate::domain::record::{IndexedSelector, caveats_of};
 use crate::error::{Error, Result};
 use crate::store::{
-    ListFilter, Match, Notification, NotificationFilter, SearchFilter, StoredRecord, StoredVersion,
+    ListFilter, Match, Notification, NotificationFilter, ReadRecord, SearchFilter, StoredRecord,
+    StoredVersion,
 };
 
 /// One page of a search.
@@ -116,8 +117,9 @@ impl Records {
         events: Vec<(String, Vec<u8>)>,
         notifications: Vec<Notification>,
     ) -> Result<()> {
-        self.store.record_read(events, notifications).await.map_err(|error| {
-            tracing::error!(%error, "cannot make a read's audit event durable: refusing the read");
+        let read = ReadRecord { audit_events: events, notifications };
+        self.reads.commit(read).await.map_err(|error| {
+            tracing::error!(?error, "cannot make a read's audit event durable: refusing the read");
             Error::AuditUnavailable
         })
     }

@@ -76,8 +76,6 @@ pub struct RecordWrite {
     /// The new content; `None` deletes.
     pub prepared: Option<Prepared>,
     pub user: String,
-    /// The audit event recording this write, stored only if the write succeeds.
-    pub audit_event: (String, Vec<u8>),
 }
 
 /// Ingest progress committed with a batch.
@@ -86,7 +84,13 @@ pub struct IngestProgress {
     pub owner: String,
     pub ingest_id: String,
     pub batch_sequence: i64,
+    /// The stream number [`RecordsStore::claim_ingest`] gave the writing stream: the batch
+    /// fails with [`crate::error::Error::IngestTakenOver`] if another stream claimed the job since.
+    pub stream: i64,
 }
+
+/// How long a CreateRecord request id is honoured; older entries are ignored and pruned.
+pub const REQUEST_ID_TTL_US: i64 = 24 * 3_600_000_000;
 
 /// A CreateRecord request id, remembered with the write it made.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,15 +104,20 @@ pub struct CreateRequest {
     pub outcome: i32,
 }
 
+/// The audit events of a batch's writes, made from the version each write produced (`None`:
+/// not stored); they are committed in the batch's transaction. Built by the service, so the
+/// store knows nothing of events but stores them with exactly the writes that happened.
+pub type AuditOf = Box<dyn FnOnce(&[Option<i64>]) -> Vec<(String, Vec<u8>)> + Send + Sync>;
+
 /// Writes applied in one transaction. A write whose expected version no longer holds is
 /// skipped (reported as `None`) without failing the others.
-#[derive(Clone, Debug, Default)]
 pub struct WriteBatch {
     pub writes: Vec<RecordWrite>,
     pub ingest: Option<IngestProgress>,
     /// Recorded for the first write, when it succeeds.
     pub request: Option<CreateRequest>,
     pub now_us: i64,
+    pub audit: AuditOf,
 }
 
 /// The query of a search, on normalised forms.
@@ -165,6 +174,13 @@ pub struct Notification {
     pub access_level: i32,
 }
 
+/// What one read makes durable before it answers.
+#[derive(Clone, Debug, Default)]
+pub struct ReadRecord {
+    pub audit_events: Vec<(String, Vec<u8>)>,
+    pub notifications: Vec<Notification>,
+}
+
 /// Filters of the notification listing.
 #[derive(Clone, Debug, Default)]
 pub struct NotificationFilter {
@@ -198,7 +214,8 @@ pub trait RecordsStore: Send + Sync + 'static {
     async fn get(&self, id: &str) -> Result<Option<StoredRecord>>;
 
     /// Applies `batch` atomically; for each write its new version, or `None` when its expected
-    /// version no longer held (nothing of that write is stored).
+    /// version no longer held (nothing of that write is stored). Fails with IngestTakenOver,
+    /// storing nothing, when the batch's ingest stream no longer owns its job.
     async fn write(&self, batch: WriteBatch) -> Result<Vec<Option<i64>>>;
 
     /// The owner's records (not deleted) ordered by (create time, id) after `after`.
@@ -228,12 +245,9 @@ pub trait RecordsStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<StoredRecord>>;
 
-    /// Makes a read's audit events and owner notifications durable, before its data is returned.
-    async fn record_read(
-        &self,
-        audit_events: Vec<(String, Vec<u8>)>,
-        notifications: Vec<Notification>,
-    ) -> Result<()>;
+    /// Makes the audit events and owner notifications of several reads durable in one
+    /// transaction, before any of their data is returned.
+    async fn record_reads(&self, reads: Vec<ReadRecord>) -> Result<()>;
 
     /// The owner's notifications newest first, with `seq` below `before_seq`.
     async fn notifications(
@@ -244,11 +258,20 @@ pub trait RecordsStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Notification>>;
 
-    /// The last committed batch of an ingest job (0 when new).
-    async fn ingest_progress(&self, owner: &str, ingest_id: &str) -> Result<i64>;
+    /// Makes a new stream the owner of an ingest job (created when new): returns the job's last
+    /// committed batch (0 when new) and the new stream's number.
+    async fn claim_ingest(&self, owner: &str, ingest_id: &str, now_us: i64) -> Result<(i64, i64)>;
 
-    /// The first write made with a CreateRecord request id.
-    async fn create_request(&self, owner: &str, request_id: &str) -> Result<Option<CreateRequest>>;
+    /// The number of the stream that owns an ingest job now.
+    async fn ingest_owner(&self, owner: &str, ingest_id: &str) -> Result<Option<i64>>;
+
+    /// The first write made with a CreateRecord request id, if made after `since_us`.
+    async fn create_request(
+        &self,
+        owner: &str,
+        request_id: &str,
+        since_us: i64,
+    ) -> Result<Option<CreateRequest>>;
 
     /// Records (deleted ones included) whose review-by time is before `before_us`, oldest first.
     async fn expired(&self, before_us: i64, owners: &[String], limit: u32) -> Result<Vec<StoredRecord>>;

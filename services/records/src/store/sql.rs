@@ -5,11 +5,12 @@
 //! tsvector with a GIN index).
 
 use async_trait::async_trait;
+use interlock_api::records::v1::ChangeKind;
 use sqlx::{AssertSqlSafe, PgPool, Row, SqlitePool};
 
 use super::{
-    CountRow, CreateRequest, ListFilter, Match, Notification, NotificationFilter, RecordsStore, SearchFilter,
-    StoredRecord, StoredVersion, WriteBatch,
+    CountRow, CreateRequest, ListFilter, Match, Notification, NotificationFilter, REQUEST_ID_TTL_US,
+    ReadRecord, RecordsStore, SearchFilter, StoredRecord, StoredVersion, WriteBatch,
 };
 use crate::domain::query::{Term, to_fts5, to_tsquery};
 use crate::error::{Error, Result};
@@ -66,8 +67,20 @@ impl Query {
 /// connection and reused.
 const ROWS_PER_STATEMENT: usize = 100;
 
-/// `($1, …, $cols), ($cols+1, …), …` for `rows` rows: the VALUES list of a multi-row INSERT.
-fn values_list(rows: usize, cols: usize) -> String {
+/// How a backend's multi-row INSERTs name their parameters.
+#[derive(Clone, Copy)]
+enum Placeholders {
+    /// `$1, $2, …` (PostgreSQL).
+    Numbered,
+    /// Anonymous `?`, bound in order (SQLite): sqlx looks up every numbered parameter's name,
+    /// and SQLite finds the name by a linear scan of the statement's parameter list, so a
+    /// 1,700-parameter INSERT with `$N` costs a quadratic number of steps (measured: ~11% of
+    /// ingest CPU).
+    Anonymous,
+}
+
+/// The VALUES list of a multi-row INSERT for `rows` rows of `cols` parameters, in bind order.
+fn values_list(rows: usize, cols: usize, placeholders: Placeholders) -> String {
     let mut sql = String::with_capacity(rows * cols * 5);
     for row in 0..rows {
         if row > 0 {
@@ -78,7 +91,10 @@ fn values_list(rows: usize, cols: usize) -> String {
             if col > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("${}", row * cols + col + 1));
+            match placeholders {
+                Placeholders::Numbered => sql.push_str(&format!("${}", row * cols + col + 1)),
+                Placeholders::Anonymous => sql.push('?'),
+            }
         }
         sql.push(')');
     }
@@ -91,33 +107,42 @@ struct TextSearch {
     from: &'static str,
     /// The condition, with one `?` for the rendered query.
     condition: &'static str,
-    /// The relevance order, with `?` for each use of the rendered query.
-    order: &'static str,
-    order_binds: usize,
+    /// The relevance score, lower first, with `?` for each use of the rendered query.
+    score: &'static str,
+    score_binds: usize,
     render: fn(&[Term]) -> String,
 }
 
 const SQLITE_TEXT: TextSearch = TextSearch {
     from: "records_fts JOIN records r ON r.seq = records_fts.rowid",
     condition: "records_fts MATCH ?",
-    order: "records_fts.rank, r.id",
-    order_binds: 0,
+    score: "records_fts.rank",
+    score_binds: 0,
     render: to_fts5,
 };
 
 const POSTGRES_TEXT: TextSearch = TextSearch {
     from: "records r",
     condition: "r.fts @@ to_tsquery('english', ?)",
-    order: "ts_rank(r.fts, to_tsquery('english', ?)) DESC, r.id",
-    order_binds: 1,
+    score: "-ts_rank(r.fts, to_tsquery('english', ?))",
+    score_binds: 1,
     render: to_tsquery,
 };
 
 const COLUMNS: &str = "r.id, r.owner, r.record_number, r.category, r.sensitivity, r.caveats, r.report_us, \
      r.review_by_us, r.version, r.deleted, r.create_us, r.update_us, r.content_hash, r.doc";
 
+/// interlock.records.v1.ChangeKind of a deletion version: the one kind stored without content.
+const DELETED: i64 = ChangeKind::Deleted as i64;
+
+/// A version row with its content: a version row without content that is not a deletion is the
+/// current version, whose content is the records row's. `$1` is [`DELETED`].
+const VERSION_COLUMNS: &str = "SELECT v.version, v.change, \
+     CASE WHEN v.doc IS NULL AND v.change <> $1 THEN r.doc ELSE v.doc END, v.create_us, v.user_name \
+     FROM record_versions v JOIN records r ON r.id = v.record_id";
+
 macro_rules! sql_store {
-    ($store:ident, $pool:ty, $db:ty, $begin:expr, $text:expr) => {
+    ($store:ident, $pool:ty, $db:ty, $begin:expr, $text:expr, $placeholders:expr) => {
         pub struct $store {
             pool: $pool,
         }
@@ -214,8 +239,8 @@ macro_rules! sql_store {
             }
 
             async fn write(&self, batch: WriteBatch) -> Result<Vec<Option<i64>>> {
-                let now = batch.now_us;
-                let writes = &batch.writes;
+                let WriteBatch { writes, ingest, request, now_us: now, audit } = batch;
+                let writes = &writes;
                 let mut tx = $begin(&self.pool).await?;
                 let mut results: Vec<Option<i64>> = vec![None; writes.len()];
                 // The record seq of each successful write, for its index rows.
@@ -234,7 +259,7 @@ macro_rules! sql_store {
                         "INSERT INTO records (id, owner, record_number, category, sensitivity, caveats, title, \
                          narrative, report_us, occur_us, review_by_us, version, deleted, create_us, update_us, \
                          content_hash, doc) VALUES {} ON CONFLICT (owner, record_number) DO NOTHING RETURNING id, seq",
-                        values_list(chunk.len(), 17)
+                        values_list(chunk.len(), 17, $placeholders)
                     );
                     let mut statement = sqlx::query(AssertSqlSafe(sql));
                     for &i in chunk {
@@ -275,6 +300,17 @@ macro_rules! sql_store {
                 for (i, write) in writes.iter().enumerate() {
                     let Some(expected) = write.expected_version else { continue };
                     let version = expected + 1;
+                    // The version being superseded gets its own copy of the content now (see
+                    // `record_versions` in the schema); a deletion version has none.
+                    sqlx::query(
+                        "UPDATE record_versions SET doc = (SELECT doc FROM records WHERE id = $1 AND version = $2) \
+                         WHERE record_id = $1 AND version = $2 AND doc IS NULL AND change <> $3",
+                    )
+                    .bind(&write.id)
+                    .bind(expected)
+                    .bind(DELETED)
+                    .execute(&mut *tx)
+                    .await?;
                     let seq: Option<i64> = match &write.prepared {
                         Some(p) => sqlx::query_scalar(
                             "UPDATE records SET category = $1, sensitivity = $2, caveats = $3, title = $4, \
@@ -327,7 +363,7 @@ macro_rules! sql_store {
                 for chunk in selectors.chunks(ROWS_PER_STATEMENT) {
                     let sql = format!(
                         "INSERT INTO record_selectors (record_seq, kind, region, value) VALUES {}",
-                        values_list(chunk.len(), 4)
+                        values_list(chunk.len(), 4, $placeholders)
                     );
                     let mut statement = sqlx::query(AssertSqlSafe(sql));
                     for (seq, s) in chunk {
@@ -343,7 +379,7 @@ macro_rules! sql_store {
                 for chunk in persons.chunks(ROWS_PER_STATEMENT) {
                     let sql = format!(
                         "INSERT INTO record_persons (record_seq, surname, given, middle, suffix, birth_date) VALUES {}",
-                        values_list(chunk.len(), 6)
+                        values_list(chunk.len(), 6, $placeholders)
                     );
                     let mut statement = sqlx::query(AssertSqlSafe(sql));
                     for (seq, person) in chunk {
@@ -360,7 +396,7 @@ macro_rules! sql_store {
                 for chunk in done.chunks(ROWS_PER_STATEMENT) {
                     let sql = format!(
                         "INSERT INTO record_versions (record_id, version, change, doc, create_us, user_name) VALUES {}",
-                        values_list(chunk.len(), 6)
+                        values_list(chunk.len(), 6, $placeholders)
                     );
                     let mut statement = sqlx::query(AssertSqlSafe(sql));
                     for &i in chunk {
@@ -369,39 +405,54 @@ macro_rules! sql_store {
                             .bind(&write.id)
                             .bind(results[i])
                             .bind(i64::from(write.change))
-                            .bind(write.prepared.as_ref().map(|p| p.doc.as_slice()))
+                            // The current version's content is the records row's until superseded.
+                            .bind(None::<&[u8]>)
                             .bind(now)
                             .bind(&write.user);
                     }
                     statement.execute(&mut *tx).await?;
                     // Every written record is (re-)registered with the deconfliction hub.
-                    let sql = format!("INSERT INTO deconfliction_outbox (record_id) VALUES {}", values_list(chunk.len(), 1));
+                    let sql = format!("INSERT INTO deconfliction_outbox (record_id) VALUES {}", values_list(chunk.len(), 1, $placeholders));
                     let mut statement = sqlx::query(AssertSqlSafe(sql));
                     for &i in chunk {
                         statement = statement.bind(&writes[i].id);
                     }
                     statement.execute(&mut *tx).await?;
-                    let sql = format!("INSERT INTO audit_outbox (event_id, event) VALUES {}", values_list(chunk.len(), 2));
+                }
+                let events = audit(&results);
+                for chunk in events.chunks(ROWS_PER_STATEMENT) {
+                    let sql = format!("INSERT INTO audit_outbox (event_id, event) VALUES {}", values_list(chunk.len(), 2, $placeholders));
                     let mut statement = sqlx::query(AssertSqlSafe(sql));
-                    for &i in chunk {
-                        statement = statement.bind(&writes[i].audit_event.0).bind(writes[i].audit_event.1.as_slice());
+                    for (event_id, event) in chunk {
+                        statement = statement.bind(event_id).bind(event.as_slice());
                     }
                     statement.execute(&mut *tx).await?;
                 }
-                if let Some(progress) = &batch.ingest {
-                    sqlx::query(
-                        "INSERT INTO ingest_jobs (owner, ingest_id, last_batch, update_us) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (owner, ingest_id) DO UPDATE SET last_batch = excluded.last_batch, \
-                         update_us = excluded.update_us",
+                if let Some(progress) = &ingest {
+                    let owned = sqlx::query(
+                        "UPDATE ingest_jobs SET last_batch = $1, update_us = $2 \
+                         WHERE owner = $3 AND ingest_id = $4 AND stream = $5",
                     )
-                    .bind(&progress.owner)
-                    .bind(&progress.ingest_id)
                     .bind(progress.batch_sequence)
                     .bind(now)
+                    .bind(&progress.owner)
+                    .bind(&progress.ingest_id)
+                    .bind(progress.stream)
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                    if owned == 0 {
+                        // Dropping the transaction rolls the whole batch back.
+                        return Err(Error::IngestTakenOver);
+                    }
                 }
-                if let (Some(request), Some(Some(version))) = (&batch.request, results.first()) {
+                if let (Some(request), Some(Some(version))) = (&request, results.first()) {
+                    // An expired entry for the same id (and any other) goes first, so the id is
+                    // free again after REQUEST_ID_TTL_US.
+                    sqlx::query("DELETE FROM create_requests WHERE create_us < $1")
+                        .bind(now - REQUEST_ID_TTL_US)
+                        .execute(&mut *tx)
+                        .await?;
                     sqlx::query(
                         "INSERT INTO create_requests (owner, request_id, input_hash, record_id, version, outcome, create_us) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (owner, request_id) DO NOTHING",
@@ -452,10 +503,10 @@ macro_rules! sql_store {
             }
 
             async fn versions(&self, id: &str, before_version: i64, limit: u32) -> Result<Vec<StoredVersion>> {
-                let rows = sqlx::query(
-                    "SELECT version, change, doc, create_us, user_name FROM record_versions \
-                     WHERE record_id = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
-                )
+                let rows = sqlx::query(AssertSqlSafe(format!(
+                    "{VERSION_COLUMNS} WHERE v.record_id = $2 AND v.version < $3 ORDER BY v.version DESC LIMIT $4"
+                )))
+                .bind(DELETED)
                 .bind(id)
                 .bind(before_version)
                 .bind(i64::from(limit))
@@ -465,10 +516,8 @@ macro_rules! sql_store {
             }
 
             async fn version(&self, id: &str, version: i64) -> Result<Option<StoredVersion>> {
-                let row = sqlx::query(
-                    "SELECT version, change, doc, create_us, user_name FROM record_versions \
-                     WHERE record_id = $1 AND version = $2",
-                )
+                let row = sqlx::query(AssertSqlSafe(format!("{VERSION_COLUMNS} WHERE v.record_id = $2 AND v.version = $3")))
+                .bind(DELETED)
                 .bind(id)
                 .bind(version)
                 .fetch_optional(&self.pool)
@@ -486,12 +535,17 @@ macro_rules! sql_store {
             ) -> Result<Vec<StoredRecord>> {
                 let text: &TextSearch = &$text;
                 let mut sql = Query::new("");
-                let order = match query {
+                let text_search = match query {
                     Match::Text(terms) => {
+                        // Every match is ranked, but only (seq, score, id) is sorted; the page's
+                        // rows are read afterwards, so a broad query does not sort whole records.
                         let rendered = (text.render)(terms);
-                        sql.push(&format!("SELECT {COLUMNS} FROM {} WHERE ", text.from), []);
-                        sql.push(text.condition, [Bind::Text(rendered.clone())]);
-                        Some((text.order, vec![Bind::Text(rendered); text.order_binds]))
+                        sql.push(
+                            &format!("SELECT {COLUMNS} FROM (SELECT r.seq AS hit_seq, {} AS score, r.id AS hit_id FROM {} WHERE ", text.score, text.from),
+                            vec![Bind::Text(rendered.clone()); text.score_binds],
+                        );
+                        sql.push(text.condition, [Bind::Text(rendered)]);
+                        true
                     }
                     Match::Selectors(selectors) => {
                         sql.push(
@@ -508,7 +562,7 @@ macro_rules! sql_store {
                             );
                         }
                         sql.push(")", []);
-                        None
+                        false
                     }
                     Match::Person { surname, given, middle, suffix, birth_date } => {
                         sql.push(
@@ -525,7 +579,7 @@ macro_rules! sql_store {
                             sql.push(" AND (p.birth_date = '' OR p.birth_date LIKE ?)", [Bind::Text(format!("{birth_date}%"))]);
                         }
                         sql.push(")", []);
-                        None
+                        false
                     }
                 };
                 sql.push(" AND r.deleted = 0 AND r.review_by_us > ?", [Bind::Int(now_us)]);
@@ -537,47 +591,55 @@ macro_rules! sql_store {
                 if let Some(to) = filter.occur_to_us {
                     sql.push(" AND r.occur_us < ?", [Bind::Int(to)]);
                 }
-                match order {
-                    Some((order, binds)) => sql.push(&format!(" ORDER BY {order}"), binds),
-                    None => sql.push(" ORDER BY r.report_us DESC, r.id", []),
-                };
-                sql.push(" LIMIT ? OFFSET ?", [Bind::Int(i64::from(limit)), Bind::Int(offset as i64)]);
+                let page = [Bind::Int(i64::from(limit)), Bind::Int(offset as i64)];
+                if text_search {
+                    sql.push(
+                        " ORDER BY score, hit_id LIMIT ? OFFSET ?) hit JOIN records r ON r.seq = hit.hit_seq \
+                         ORDER BY hit.score, hit.hit_id",
+                        page,
+                    );
+                } else {
+                    sql.push(" ORDER BY r.report_us DESC, r.id LIMIT ? OFFSET ?", page);
+                }
                 self.fetch(sql).await?.iter().map(Self::record).collect()
             }
 
-            async fn record_read(
-                &self,
-                audit_events: Vec<(String, Vec<u8>)>,
-                notifications: Vec<Notification>,
-            ) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
-                for (event_id, event) in &audit_events {
-                    sqlx::query("INSERT INTO audit_outbox (event_id, event) VALUES ($1, $2)")
-                        .bind(event_id)
-                        .bind(event.as_slice())
-                        .execute(&mut *tx)
-                        .await?;
+            async fn record_reads(&self, reads: Vec<ReadRecord>) -> Result<()> {
+                let mut tx = $begin(&self.pool).await?;
+                let events: Vec<&(String, Vec<u8>)> = reads.iter().flat_map(|r| &r.audit_events).collect();
+                for chunk in events.chunks(ROWS_PER_STATEMENT) {
+                    let sql = format!("INSERT INTO audit_outbox (event_id, event) VALUES {}", values_list(chunk.len(), 2, $placeholders));
+                    let mut statement = sqlx::query(AssertSqlSafe(sql));
+                    for (event_id, event) in chunk {
+                        statement = statement.bind(event_id).bind(event.as_slice());
+                    }
+                    statement.execute(&mut *tx).await?;
                 }
-                for n in &notifications {
-                    sqlx::query(
+                let notifications: Vec<&Notification> = reads.iter().flat_map(|r| &r.notifications).collect();
+                for chunk in notifications.chunks(ROWS_PER_STATEMENT) {
+                    let sql = format!(
                         "INSERT INTO access_notifications (id, owner, record_id, record_number, searcher_agency, \
                          searcher_user, search_us, purpose, case_reference, search_kind, matched, access_level) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                    )
-                    .bind(&n.id)
-                    .bind(&n.owner)
-                    .bind(&n.record_id)
-                    .bind(&n.record_number)
-                    .bind(&n.searcher_agency)
-                    .bind(&n.searcher_user)
-                    .bind(n.search_us)
-                    .bind(i64::from(n.purpose))
-                    .bind(&n.case_reference)
-                    .bind(i64::from(n.search_kind))
-                    .bind(n.matched.as_slice())
-                    .bind(i64::from(n.access_level))
-                    .execute(&mut *tx)
-                    .await?;
+                         VALUES {}",
+                        values_list(chunk.len(), 12, $placeholders)
+                    );
+                    let mut statement = sqlx::query(AssertSqlSafe(sql));
+                    for n in chunk {
+                        statement = statement
+                            .bind(&n.id)
+                            .bind(&n.owner)
+                            .bind(&n.record_id)
+                            .bind(&n.record_number)
+                            .bind(&n.searcher_agency)
+                            .bind(&n.searcher_user)
+                            .bind(n.search_us)
+                            .bind(i64::from(n.purpose))
+                            .bind(&n.case_reference)
+                            .bind(i64::from(n.search_kind))
+                            .bind(n.matched.as_slice())
+                            .bind(i64::from(n.access_level));
+                    }
+                    statement.execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(())
@@ -611,23 +673,36 @@ macro_rules! sql_store {
                 self.fetch(query).await?.iter().map(Self::notification).collect()
             }
 
-            async fn ingest_progress(&self, owner: &str, ingest_id: &str) -> Result<i64> {
-                let last: Option<i64> =
-                    sqlx::query_scalar("SELECT last_batch FROM ingest_jobs WHERE owner = $1 AND ingest_id = $2")
-                        .bind(owner)
-                        .bind(ingest_id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                Ok(last.unwrap_or(0))
+            async fn claim_ingest(&self, owner: &str, ingest_id: &str, now_us: i64) -> Result<(i64, i64)> {
+                let row = sqlx::query(
+                    "INSERT INTO ingest_jobs (owner, ingest_id, last_batch, stream, update_us) VALUES ($1, $2, 0, 1, $3) \
+                     ON CONFLICT (owner, ingest_id) DO UPDATE SET stream = ingest_jobs.stream + 1, \
+                     update_us = excluded.update_us RETURNING last_batch, stream",
+                )
+                .bind(owner)
+                .bind(ingest_id)
+                .bind(now_us)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok((row.try_get(0)?, row.try_get(1)?))
             }
 
-            async fn create_request(&self, owner: &str, request_id: &str) -> Result<Option<CreateRequest>> {
+            async fn ingest_owner(&self, owner: &str, ingest_id: &str) -> Result<Option<i64>> {
+                Ok(sqlx::query_scalar("SELECT stream FROM ingest_jobs WHERE owner = $1 AND ingest_id = $2")
+                    .bind(owner)
+                    .bind(ingest_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn create_request(&self, owner: &str, request_id: &str, since_us: i64) -> Result<Option<CreateRequest>> {
                 let row = sqlx::query(
                     "SELECT input_hash, record_id, version, outcome FROM create_requests \
-                     WHERE owner = $1 AND request_id = $2",
+                     WHERE owner = $1 AND request_id = $2 AND create_us >= $3",
                 )
                 .bind(owner)
                 .bind(request_id)
+                .bind(since_us)
                 .fetch_optional(&self.pool)
                 .await?;
                 row.map(|row| {
@@ -743,5 +818,5 @@ async fn begin_postgres(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx
     Ok(pool.begin().await?)
 }
 
-sql_store!(SqliteStore, SqlitePool, sqlx::Sqlite, begin_sqlite, SQLITE_TEXT);
-sql_store!(PostgresStore, PgPool, sqlx::Postgres, begin_postgres, POSTGRES_TEXT);
+sql_store!(SqliteStore, SqlitePool, sqlx::Sqlite, begin_sqlite, SQLITE_TEXT, Placeholders::Anonymous);
+sql_store!(PostgresStore, PgPool, sqlx::Postgres, begin_postgres, POSTGRES_TEXT, Placeholders::Numbered);

@@ -50,8 +50,15 @@ fn write(id: &str, owner: &str, record: &Record, expected: Option<i64>) -> Recor
         change: 1,
         prepared: Some(prepare(record, None, NOW).expect("valid record")),
         user: "agent".into(),
-        audit_event: (uuid::Uuid::new_v4().to_string(), vec![1, 2, 3]),
     }
+}
+
+/// A batch of `writes` whose audit makes one event per stored write.
+fn audited(writes: Vec<RecordWrite>, now_us: i64) -> WriteBatch {
+    let audit: AuditOf = Box::new(|versions: &[Option<i64>]| {
+        versions.iter().flatten().map(|v| (uuid::Uuid::new_v4().to_string(), vec![*v as u8])).collect()
+    });
+    WriteBatch { writes, ingest: None, request: None, now_us, audit }
 }
 
 #[tokio::test]
@@ -59,42 +66,53 @@ async fn writes_keep_every_version_and_never_duplicate_a_number() {
     for (db, store) in each_store().await {
         store.ping().await.unwrap();
         let first = input("ICE-1", "Controlled delivery", "(214) 555-0147");
-        let batch =
-            WriteBatch { writes: vec![write("r1", "ICE", &first, None)], now_us: NOW, ..Default::default() };
-        assert_eq!(store.write(batch).await.unwrap(), [Some(1)]);
+        assert_eq!(
+            store.write(audited(vec![write("r1", "ICE", &first, None)], NOW)).await.unwrap(),
+            [Some(1)]
+        );
 
         // A second insert of the same number is refused without failing the batch's other writes.
-        let other = input("ICE-2", "Seizure", "(214) 555-0148");
-        let batch = WriteBatch {
-            writes: vec![write("r2", "ICE", &first, None), write("r3", "ICE", &other, None)],
-            ingest: Some(IngestProgress { owner: "ICE".into(), ingest_id: "job".into(), batch_sequence: 7 }),
-            now_us: NOW,
-            ..Default::default()
+        let (last, claimed) = store.claim_ingest("ICE", "job", NOW).await.unwrap();
+        assert_eq!(last, 0);
+        let progress = |batch_sequence| {
+            Some(IngestProgress {
+                owner: "ICE".into(),
+                ingest_id: "job".into(),
+                batch_sequence,
+                stream: claimed,
+            })
         };
+        let other = input("ICE-2", "Seizure", "(214) 555-0148");
+        let mut batch =
+            audited(vec![write("r2", "ICE", &first, None), write("r3", "ICE", &other, None)], NOW);
+        batch.ingest = progress(7);
         assert_eq!(store.write(batch).await.unwrap(), [None, Some(1)]);
-        assert_eq!(store.ingest_progress("ICE", "job").await.unwrap(), 7);
+        assert_eq!(store.claim_ingest("ICE", "job", NOW).await.unwrap(), (7, claimed + 1));
+        assert_eq!(store.ingest_owner("ICE", "job").await.unwrap(), Some(claimed + 1));
+        // The stream that lost the job commits nothing more.
+        let mut late =
+            audited(vec![write("r4", "ICE", &input("ICE-4", "Late", "(214) 555-0150"), None)], NOW);
+        late.ingest = progress(8);
+        assert!(matches!(store.write(late).await, Err(crate::error::Error::IngestTakenOver)));
+        assert!(store.find_numbers("ICE", &["ICE-4".into()]).await.unwrap().is_empty());
 
         let changed = input("ICE-1", "Controlled delivery, revised", "(214) 555-0199");
-        let batch = WriteBatch {
-            writes: vec![write("r1", "ICE", &changed, Some(1))],
-            now_us: NOW + 1,
-            ..Default::default()
-        };
+        let batch = audited(vec![write("r1", "ICE", &changed, Some(1))], NOW + 1);
         assert_eq!(store.write(batch).await.unwrap(), [Some(2)]);
         // A stale expected version writes nothing.
-        let batch = WriteBatch {
-            writes: vec![write("r1", "ICE", &changed, Some(1))],
-            now_us: NOW + 2,
-            ..Default::default()
-        };
+        let batch = audited(vec![write("r1", "ICE", &changed, Some(1))], NOW + 2);
         assert_eq!(store.write(batch).await.unwrap(), [None]);
 
         let current = store.get("r1").await.unwrap().unwrap();
         assert_eq!((current.version, current.record_number.as_str()), (2, "ICE-1"));
         let versions = store.versions("r1", i64::MAX, 10).await.unwrap();
         assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [2, 1]);
+        // Each version reads back with its own content, the current one included.
+        let docs = |r: &Record| Some(prepare(r, None, NOW).expect("valid record").doc);
+        assert_eq!((versions[0].doc.clone(), versions[1].doc.clone()), (docs(&changed), docs(&first)));
+        assert_eq!(store.version("r1", 1).await.unwrap().and_then(|v| v.doc), docs(&first));
         assert_eq!(store.find_numbers("ICE", &["ICE-1".into(), "ICE-2".into()]).await.unwrap().len(), 2);
-        // Two writes plus one more: one audit event per stored write.
+        // The audit events made for the stored writes only (three of five), none for the late batch.
         let outbox =
             interlock_audit_client::SqlOutbox::new(Database::open(db.url(), &MIGRATIONS).await.unwrap());
         assert_eq!(outbox.pending(100).await.unwrap().len(), 3);
@@ -106,11 +124,7 @@ async fn searches_by_selector_person_and_full_text() {
     for (_db, store) in each_store().await {
         let a = input("ICE-1", "Controlled delivery at Laredo", "(214) 555-0147");
         let b = input("DEA-9", "Wire transfers to Juarez", "(214) 555-0199");
-        let batch = WriteBatch {
-            writes: vec![write("r1", "ICE", &a, None), write("r2", "DEA", &b, None)],
-            now_us: NOW,
-            ..Default::default()
-        };
+        let batch = audited(vec![write("r1", "ICE", &a, None), write("r2", "DEA", &b, None)], NOW);
         store.write(batch).await.unwrap();
         let phone = IndexedSelector {
             kind: SelectorKind::Phone as i32,
