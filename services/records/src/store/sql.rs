@@ -199,6 +199,23 @@ macro_rules! sql_store {
                 })
             }
 
+            /// Queues audit events in the caller's transaction, so that every write, read and
+            /// purge of this store is durable together with its events (the outbox path).
+            async fn queue_audit_events(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                events: &[&(String, Vec<u8>)],
+            ) -> Result<()> {
+                for chunk in events.chunks(ROWS_PER_STATEMENT) {
+                    let sql = format!("INSERT INTO audit_outbox (event_id, event) VALUES {}", values_list(chunk.len(), 2, $placeholders));
+                    let mut statement = sqlx::query(AssertSqlSafe(sql));
+                    for (event_id, event) in chunk {
+                        statement = statement.bind(event_id).bind(event.as_slice());
+                    }
+                    statement.execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
             async fn fetch(&self, query: Query) -> Result<Vec<<$db as sqlx::Database>::Row>> {
                 let mut statement = sqlx::query(AssertSqlSafe(query.sql));
                 for bind in query.binds {
@@ -420,14 +437,7 @@ macro_rules! sql_store {
                     statement.execute(&mut *tx).await?;
                 }
                 let events = audit(&results);
-                for chunk in events.chunks(ROWS_PER_STATEMENT) {
-                    let sql = format!("INSERT INTO audit_outbox (event_id, event) VALUES {}", values_list(chunk.len(), 2, $placeholders));
-                    let mut statement = sqlx::query(AssertSqlSafe(sql));
-                    for (event_id, event) in chunk {
-                        statement = statement.bind(event_id).bind(event.as_slice());
-                    }
-                    statement.execute(&mut *tx).await?;
-                }
+                Self::queue_audit_events(&mut tx, &events.iter().collect::<Vec<_>>()).await?;
                 if let Some(progress) = &ingest {
                     let owned = sqlx::query(
                         "UPDATE ingest_jobs SET last_batch = $1, update_us = $2 \
@@ -607,14 +617,7 @@ macro_rules! sql_store {
             async fn record_reads(&self, reads: Vec<ReadRecord>) -> Result<()> {
                 let mut tx = $begin(&self.pool).await?;
                 let events: Vec<&(String, Vec<u8>)> = reads.iter().flat_map(|r| &r.audit_events).collect();
-                for chunk in events.chunks(ROWS_PER_STATEMENT) {
-                    let sql = format!("INSERT INTO audit_outbox (event_id, event) VALUES {}", values_list(chunk.len(), 2, $placeholders));
-                    let mut statement = sqlx::query(AssertSqlSafe(sql));
-                    for (event_id, event) in chunk {
-                        statement = statement.bind(event_id).bind(event.as_slice());
-                    }
-                    statement.execute(&mut *tx).await?;
-                }
+                Self::queue_audit_events(&mut tx, &events).await?;
                 let notifications: Vec<&Notification> = reads.iter().flat_map(|r| &r.notifications).collect();
                 for chunk in notifications.chunks(ROWS_PER_STATEMENT) {
                     let sql = format!(
@@ -740,13 +743,7 @@ macro_rules! sql_store {
                     sqlx::query("DELETE FROM record_versions WHERE record_id = $1").bind(id).execute(&mut *tx).await?;
                     sqlx::query("DELETE FROM records WHERE id = $1").bind(id).execute(&mut *tx).await?;
                 }
-                for (event_id, event) in &audit_events {
-                    sqlx::query("INSERT INTO audit_outbox (event_id, event) VALUES ($1, $2)")
-                        .bind(event_id)
-                        .bind(event.as_slice())
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                Self::queue_audit_events(&mut tx, &audit_events.iter().collect::<Vec<_>>()).await?;
                 tx.commit().await?;
                 Ok(())
             }
