@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 
-use interlock_rpc::{ERROR_DOMAIN, FieldViolations, status_with_reason};
+use interlock_rpc::{ERROR_DOMAIN, FieldViolations, corrupt_data, status_with_reason, storage_unavailable};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -56,19 +56,12 @@ impl From<Error> for Status {
             Error::PermissionDenied { reason, message } => {
                 status_with_reason(Code::PermissionDenied, reason, message)
             }
-            Error::Storage(error) => {
-                // The database's own message may name tables or values: log it, don't send it.
-                tracing::error!(%error, "audit storage failure");
-                status_with_reason(
-                    Code::Unavailable,
-                    "STORAGE_UNAVAILABLE",
-                    "the audit log's database is unavailable; nothing was made durable, retry",
-                )
-            }
-            Error::Corrupt(detail) => {
-                tracing::error!(%detail, "corrupt audit data");
-                status_with_reason(Code::Internal, "CORRUPT_DATA", "the audit log holds data it cannot read")
-            }
+            Error::Storage(error) => storage_unavailable(
+                "audit log",
+                &error,
+                "the audit log's database is unavailable; nothing was made durable, retry",
+            ),
+            Error::Corrupt(detail) => corrupt_data("audit log", &detail),
         }
     }
 }

@@ -1,4 +1,4 @@
-use interlock_rpc::{FieldViolations, status_with_reason};
+use interlock_rpc::{FieldViolations, corrupt_data, status_with_reason, storage_unavailable};
 use tonic::{Code, Status};
 
 /// Everything the deconfliction service can fail with; mapped to a gRPC status in one place.
@@ -70,15 +70,11 @@ impl From<Error> for Status {
                 "CONCURRENT_REGISTRATION",
                 "retry: another registration landed first",
             ),
-            Error::Storage(error) => {
-                // The database's message may name tables or values: log it, don't send it.
-                tracing::error!(%error, "deconfliction storage failure");
-                status_with_reason(
-                    Code::Unavailable,
-                    "STORAGE_UNAVAILABLE",
-                    "the deconfliction database is unavailable; retry",
-                )
-            }
+            Error::Storage(error) => storage_unavailable(
+                "deconfliction service",
+                &error,
+                "the deconfliction database is unavailable; retry",
+            ),
             Error::GroupCommit(error) => {
                 tracing::error!(%error, "deconfliction group commit failed");
                 status_with_reason(
@@ -87,14 +83,7 @@ impl From<Error> for Status {
                     "the deconfliction database is unavailable; retry",
                 )
             }
-            Error::Corrupt(detail) => {
-                tracing::error!(%detail, "corrupt deconfliction data");
-                status_with_reason(
-                    Code::Internal,
-                    "CORRUPT_DATA",
-                    "the deconfliction service holds data it cannot read",
-                )
-            }
+            Error::Corrupt(detail) => corrupt_data("deconfliction service", &detail),
         }
     }
 }

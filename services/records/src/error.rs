@@ -1,4 +1,4 @@
-use interlock_rpc::{FieldViolations, status_with_reason};
+use interlock_rpc::{FieldViolations, corrupt_data, status_with_reason, storage_unavailable};
 use tonic::{Code, Status};
 
 /// Everything the records service can fail with; mapped to a gRPC status in one place below.
@@ -93,22 +93,9 @@ impl From<Error> for Status {
                 "the audit event of this call could not be made durable, so nothing was returned or written; retry",
             ),
             Error::Storage(error) => {
-                // The database's own message may name tables or values: log it, don't send it.
-                tracing::error!(%error, "records storage failure");
-                status_with_reason(
-                    Code::Unavailable,
-                    "STORAGE_UNAVAILABLE",
-                    "the records database is unavailable; retry",
-                )
+                storage_unavailable("records service", &error, "the records database is unavailable; retry")
             }
-            Error::Corrupt(detail) => {
-                tracing::error!(%detail, "corrupt records data");
-                status_with_reason(
-                    Code::Internal,
-                    "CORRUPT_DATA",
-                    "the records service holds data it cannot read",
-                )
-            }
+            Error::Corrupt(detail) => corrupt_data("records service", &detail),
         }
     }
 }

@@ -1,4 +1,4 @@
-use interlock_rpc::{FieldViolations, status_with_reason};
+use interlock_rpc::{FieldViolations, corrupt_data, status_with_reason, storage_unavailable};
 use tonic::{Code, Status};
 
 /// Everything the registry can fail with; mapped to a gRPC status in one place below.
@@ -81,18 +81,9 @@ impl From<Error> for Status {
                 status_with_reason(Code::Unauthenticated, reason, message)
             }
             Error::Storage(error) => {
-                // The database's own message may name tables or values: log it, don't send it.
-                tracing::error!(%error, "registry storage failure");
-                status_with_reason(
-                    Code::Unavailable,
-                    "STORAGE_UNAVAILABLE",
-                    "the registry's database is unavailable; retry",
-                )
+                storage_unavailable("registry", &error, "the registry's database is unavailable; retry")
             }
-            Error::Corrupt(detail) => {
-                tracing::error!(%detail, "corrupt registry data");
-                status_with_reason(Code::Internal, "CORRUPT_DATA", "the registry holds data it cannot read")
-            }
+            Error::Corrupt(detail) => corrupt_data("registry", &detail),
         }
     }
 }

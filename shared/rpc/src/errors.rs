@@ -13,6 +13,19 @@ pub fn status_with_reason(code: Code, reason: &str, message: impl Into<String>) 
     Status::with_error_details(code, message, details)
 }
 
+/// UNAVAILABLE for a failure of `service`'s own database. The database's message may name tables
+/// or values, so it is logged, never sent; `message` tells the client what to do.
+pub fn storage_unavailable(service: &str, error: &dyn std::fmt::Display, message: &str) -> Status {
+    tracing::error!(%error, service, "storage failure");
+    status_with_reason(Code::Unavailable, "STORAGE_UNAVAILABLE", message)
+}
+
+/// INTERNAL for data `service` stored but cannot read back; the detail is logged, never sent.
+pub fn corrupt_data(service: &str, detail: &str) -> Status {
+    tracing::error!(%detail, service, "corrupt stored data");
+    status_with_reason(Code::Internal, "CORRUPT_DATA", format!("the {service} holds data it cannot read"))
+}
+
 /// Collects every problem with a request so the caller can fix them all at once, then becomes an
 /// INVALID_ARGUMENT status with a `BadRequest` detail.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -92,6 +105,27 @@ impl FieldViolations {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_and_corrupt_data_statuses_never_carry_the_database_text() {
+        let database_text = "UNIQUE constraint failed: records.owner, records.record_number = 'ICE-7'";
+        let status = storage_unavailable(
+            "records service",
+            &database_text,
+            "the records database is unavailable; retry",
+        );
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(
+            status.get_details_error_info().map(|info| info.reason),
+            Some("STORAGE_UNAVAILABLE".into())
+        );
+        assert_eq!(status.message(), "the records database is unavailable; retry");
+
+        let status = corrupt_data("registry", "row agencies/ICE: invalid JSON at byte 17");
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(status.get_details_error_info().map(|info| info.reason), Some("CORRUPT_DATA".into()));
+        assert_eq!(status.message(), "the registry holds data it cannot read");
+    }
 
     #[test]
     fn violations_become_bad_request_details() {
