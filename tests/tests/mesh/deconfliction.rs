@@ -323,9 +323,17 @@ async fn one_submission_checks_targets_operations_and_records_together() {
     assert!(record_hit.deconfliction_number.is_empty(), "a record's id is the owner's business");
     assert_eq!(record_hit.duty_desk.as_ref().unwrap().name, "ICE Duty Desk");
     assert_eq!(other_party(&check.operation_results[0].conflicts[0]).agency, "agencies/ATF");
-    // A dry run registers nothing.
+    // A dry run registers nothing, but it counts in the participation report.
     let listed = dea.list_targets(ListTargetsRequest::default()).await.unwrap().into_inner();
     assert!(listed.targets.is_empty());
+    let report = dea
+        .get_participation_report(GetParticipationReportRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .reports
+        .remove(0);
+    assert_eq!((report.checks_performed, report.targets_registered), (1, 0));
 }
 
 #[tokio::test]

@@ -150,7 +150,8 @@ pub trait DeconflictionStore: Send + Sync + 'static {
     /// Watch events for `audience` after `sequence`, oldest first.
     async fn events_after(&self, audience: &str, sequence: i64, limit: u32) -> Result<Vec<Event>>;
 
-    /// Dry-run checks by `agency` in [start, end).
+    /// Dry-run checks by `agency` in [start, end), counted per second: every second that begins
+    /// in [start rounded down to its second, end) counts whole.
     async fn count_checks(&self, agency: &str, start_us: i64, end_us: i64) -> Result<i64>;
 }
 

@@ -371,9 +371,12 @@ macro_rules! sql_store {
             }
 
             async fn count_checks(&self, agency: &str, start_us: i64, end_us: i64) -> Result<i64> {
-                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM checks WHERE agency = $1 AND time_us >= $2 AND time_us < $3")
+                Ok(sqlx::query_scalar(
+                    "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM check_counts \
+                     WHERE agency = $1 AND second_us >= $2 AND second_us < $3",
+                )
                     .bind(agency)
-                    .bind(start_us)
+                    .bind(check_second(start_us))
                     .bind(end_us)
                     .fetch_one(&self.pool)
                     .await?)
@@ -448,17 +451,34 @@ macro_rules! transaction_helpers {
             Ok(())
         }
 
+        /// Adds the checks to their agency's count for the second they were made in: one row
+        /// per agency and second, whatever the number of checks.
         pub(super) async fn insert_checks(tx: &mut sqlx::Transaction<'static, $db>, checks: &[CheckRecord]) -> Result<()> {
-            for chunk in checks.chunks(ROWS_PER_INSERT) {
-                let mut insert = sqlx::QueryBuilder::<$db>::new("INSERT INTO checks (agency, time_us) ");
-                insert.push_values(chunk, |mut row, check| {
-                    row.push_bind(check.agency.as_str()).push_bind(check.time_us);
+            let mut counts = std::collections::BTreeMap::<(&str, i64), i64>::new();
+            for check in checks {
+                *counts.entry((check.agency.as_str(), check_second(check.time_us))).or_default() += 1;
+            }
+            let counts: Vec<_> = counts.into_iter().collect();
+            for chunk in counts.chunks(ROWS_PER_INSERT) {
+                let mut insert = sqlx::QueryBuilder::<$db>::new("INSERT INTO check_counts (agency, second_us, count) ");
+                insert.push_values(chunk, |mut row, ((agency, second_us), count)| {
+                    row.push_bind(*agency).push_bind(*second_us).push_bind(*count);
                 });
+                insert.push(
+                    " ON CONFLICT (agency, second_us) DO UPDATE SET count = check_counts.count + excluded.count",
+                );
                 insert.build().execute(&mut **tx).await?;
             }
             Ok(())
         }
     };
+}
+
+/// The second a check is counted in. A period counts every second that begins in
+/// [start rounded down to its second, end): exact for whole-second bounds, and a report whose
+/// period ends now includes the checks made in the current second.
+fn check_second(time_us: i64) -> i64 {
+    time_us - time_us.rem_euclid(1_000_000)
 }
 
 mod sqlite_helpers {

@@ -234,8 +234,8 @@ pub trait RecordsStore: Send + Sync + 'static {
     /// One version of a record.
     async fn version(&self, id: &str, version: i64) -> Result<Option<StoredVersion>>;
 
-    /// Current, unexpired records matching `query` and `filter`, in result order (relevance for
-    /// text, newest report first otherwise), skipping `offset`.
+    /// Current, unexpired records matching `query` and `filter`, in result order (newest
+    /// contributed first for text, newest report first otherwise), skipping `offset`.
     async fn search(
         &self,
         query: &Match,

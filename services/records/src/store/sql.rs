@@ -101,31 +101,35 @@ fn values_list(rows: usize, cols: usize, placeholders: Placeholders) -> String {
     sql
 }
 
-/// The full-text search of one backend.
+/// The full-text search of one backend. Matches are walked newest first (by `seq`, the order
+/// records were first contributed) so a page costs the rows it reads, not every match: ranking
+/// by relevance had to score every match of a common word before the page limit applied, which
+/// saturated the service at ~140 searches/s with 100,000 records (docs/benchmarks.md).
 struct TextSearch {
-    /// FROM clause joining the index to `records r`.
+    /// FROM clause: the index first, then `records r`, in that order (the walk must be driven
+    /// by the index for the LIMIT to stop it early).
     from: &'static str,
     /// The condition, with one `?` for the rendered query.
     condition: &'static str,
-    /// The relevance score, lower first, with `?` for each use of the rendered query.
-    score: &'static str,
-    score_binds: usize,
+    /// The ORDER BY key, newest first, that the index can produce without sorting.
+    newest_first: &'static str,
     render: fn(&[Term]) -> String,
 }
 
+// CROSS JOIN fixes the loop order in SQLite: FTS5 yields rowids in descending order itself and
+// each match probes `records` by its primary key; with `records` outside (say, for an owner
+// filter) every match would be sorted before the first row came back.
 const SQLITE_TEXT: TextSearch = TextSearch {
-    from: "records_fts JOIN records r ON r.seq = records_fts.rowid",
+    from: "records_fts CROSS JOIN records r ON r.seq = records_fts.rowid",
     condition: "records_fts MATCH ?",
-    score: "records_fts.rank",
-    score_binds: 0,
+    newest_first: "records_fts.rowid DESC",
     render: to_fts5,
 };
 
 const POSTGRES_TEXT: TextSearch = TextSearch {
     from: "records r",
     condition: "r.fts @@ to_tsquery('english', ?)",
-    score: "-ts_rank(r.fts, to_tsquery('english', ?))",
-    score_binds: 1,
+    newest_first: "r.seq DESC",
     render: to_tsquery,
 };
 
@@ -545,17 +549,11 @@ macro_rules! sql_store {
             ) -> Result<Vec<StoredRecord>> {
                 let text: &TextSearch = &$text;
                 let mut sql = Query::new("");
-                let text_search = match query {
+                let order = match query {
                     Match::Text(terms) => {
-                        // Every match is ranked, but only (seq, score, id) is sorted; the page's
-                        // rows are read afterwards, so a broad query does not sort whole records.
-                        let rendered = (text.render)(terms);
-                        sql.push(
-                            &format!("SELECT {COLUMNS} FROM (SELECT r.seq AS hit_seq, {} AS score, r.id AS hit_id FROM {} WHERE ", text.score, text.from),
-                            vec![Bind::Text(rendered.clone()); text.score_binds],
-                        );
-                        sql.push(text.condition, [Bind::Text(rendered)]);
-                        true
+                        sql.push(&format!("SELECT {COLUMNS} FROM {} WHERE ", text.from), []);
+                        sql.push(text.condition, [Bind::Text((text.render)(terms))]);
+                        text.newest_first
                     }
                     Match::Selectors(selectors) => {
                         sql.push(
@@ -572,7 +570,7 @@ macro_rules! sql_store {
                             );
                         }
                         sql.push(")", []);
-                        false
+                        "r.report_us DESC, r.id"
                     }
                     Match::Person { surname, given, middle, suffix, birth_date } => {
                         sql.push(
@@ -589,7 +587,7 @@ macro_rules! sql_store {
                             sql.push(" AND (p.birth_date = '' OR p.birth_date LIKE ?)", [Bind::Text(format!("{birth_date}%"))]);
                         }
                         sql.push(")", []);
-                        false
+                        "r.report_us DESC, r.id"
                     }
                 };
                 sql.push(" AND r.deleted = 0 AND r.review_by_us > ?", [Bind::Int(now_us)]);
@@ -601,16 +599,10 @@ macro_rules! sql_store {
                 if let Some(to) = filter.occur_to_us {
                     sql.push(" AND r.occur_us < ?", [Bind::Int(to)]);
                 }
-                let page = [Bind::Int(i64::from(limit)), Bind::Int(offset as i64)];
-                if text_search {
-                    sql.push(
-                        " ORDER BY score, hit_id LIMIT ? OFFSET ?) hit JOIN records r ON r.seq = hit.hit_seq \
-                         ORDER BY hit.score, hit.hit_id",
-                        page,
-                    );
-                } else {
-                    sql.push(" ORDER BY r.report_us DESC, r.id LIMIT ? OFFSET ?", page);
-                }
+                sql.push(
+                    &format!(" ORDER BY {order} LIMIT ? OFFSET ?"),
+                    [Bind::Int(i64::from(limit)), Bind::Int(offset as i64)],
+                );
                 self.fetch(sql).await?.iter().map(Self::record).collect()
             }
 
