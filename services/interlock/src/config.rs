@@ -149,7 +149,10 @@ impl ServeConfig {
 impl fmt::Display for ServeConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secret = |value: &Option<String>| if value.is_some() { "<set>" } else { "<generated>" };
-        let address = |value: &Option<String>| value.clone().unwrap_or_else(|| "<this process>".into());
+        // Addresses are URLs too: any password in them is hidden like a database's.
+        let address = |value: &Option<String>| {
+            value.as_deref().map_or_else(|| "<this process>".into(), interlock_storage::redact)
+        };
         writeln!(f, "listen                 {}", self.listen)?;
         writeln!(f, "service                {}", self.service.name())?;
         writeln!(f, "data dir               {}", self.data_dir.display())?;
@@ -180,10 +183,137 @@ impl fmt::Display for ServeConfig {
         writeln!(f, "audit checkpoints      every {}ms", self.audit_checkpoint_interval_ms)?;
         writeln!(f, "audit retention        {} days", self.audit_retention_days)?;
         writeln!(f, "shutdown grace         {}s", self.shutdown_grace_seconds)?;
-        write!(
-            f,
-            "otlp export            {}",
-            std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|_| "<off>".into())
-        )
+        write!(f, "otlp export            {}", otlp_export(std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok()))
+    }
+}
+
+/// The OTLP endpoint as printed: a collector URL may carry credentials in its user-info.
+fn otlp_export(endpoint: Option<String>) -> String {
+    endpoint.as_deref().map_or_else(|| "<off>".into(), interlock_storage::redact)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        config: ServeConfig,
+    }
+
+    const SECRETS: &[&str] = &[
+        "mesh-s3cret-value",
+        "bootstrap-s3cret-value",
+        "dG9rZW4tc2lnbmluZy1rZXktc2VlZC0zMi1ieXRlcyE=",
+        "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00",
+        "YXVkaXQtc2lnbmluZy1rZXktc2VlZC0zMi1ieXRlcyE=",
+        "db-pa55word",
+        "registry-pa55word",
+    ];
+
+    /// A split-mode records pod with every secret set, as Kubernetes would configure it.
+    fn configured() -> ServeConfig {
+        Serve::parse_from([
+            "serve",
+            "--listen",
+            "0.0.0.0:6000",
+            "--service",
+            "records",
+            "--data-dir",
+            "/var/lib/interlock",
+            "--database-url",
+            "postgres://records:db-pa55word@db.internal:5432/records",
+            "--registry-address",
+            "http://mesh:registry-pa55word@registry.internal:50051",
+            "--audit-address",
+            "http://audit.internal:50051",
+            "--mesh-secret",
+            SECRETS[0],
+            "--bootstrap-admin-secret",
+            SECRETS[1],
+            "--token-signing-key",
+            SECRETS[2],
+            "--deconfliction-key",
+            SECRETS[3],
+            "--deconfliction-key-id",
+            "dk-7",
+            "--audit-signing-key",
+            SECRETS[4],
+            "--audit-origin",
+            "fusion.example/audit",
+            "--escalation-after-seconds",
+            "900",
+            "--token-ttl-seconds",
+            "300",
+            "--audit-checkpoint-interval-ms",
+            "250",
+            "--audit-retention-days",
+            "400",
+            "--shutdown-grace-seconds",
+            "30",
+        ])
+        .config
+    }
+
+    #[test]
+    fn the_printed_configuration_shows_every_setting_and_no_secret() {
+        let printed = configured().to_string();
+        for secret in SECRETS {
+            assert!(!printed.contains(secret), "{secret:?} printed in:\n{printed}");
+        }
+        for shown in [
+            "listen                 0.0.0.0:6000",
+            "service                records",
+            "data dir               /var/lib/interlock",
+            "database url           postgres://records:***@db.internal:5432/records",
+            "registry address       http://mesh:***@registry.internal:50051",
+            "records address        <this process>",
+            "audit address          http://audit.internal:50051",
+            "mesh secret            <set>",
+            "bootstrap admin secret <set>",
+            "token signing key      <set>",
+            "deconfliction key      <set> (dk-7)",
+            "escalation after       900s",
+            "token ttl              300s",
+            "audit signing key      <set>",
+            "audit origin           fusion.example/audit",
+            "audit checkpoints      every 250ms",
+            "audit retention        400 days",
+            "shutdown grace         30s",
+        ] {
+            assert!(printed.lines().any(|line| line == shown), "{shown:?} missing from:\n{printed}");
+        }
+    }
+
+    #[test]
+    fn unset_secrets_are_printed_as_generated() {
+        let config = ServeConfig {
+            mesh_secret: None,
+            bootstrap_admin_secret: None,
+            token_signing_key: None,
+            deconfliction_key: None,
+            audit_signing_key: None,
+            database_url: None,
+            ..configured()
+        };
+        let printed = config.to_string();
+        for setting in ["mesh secret", "bootstrap admin secret", "token signing key", "audit signing key"] {
+            let line = format!("{setting:<22} <generated>");
+            assert!(printed.lines().any(|l| l == line), "{line:?} missing from:\n{printed}");
+        }
+        assert!(printed.contains("database url           <embedded SQLite per service>"));
+    }
+
+    #[test]
+    fn an_otlp_endpoint_is_printed_without_its_credentials() {
+        assert_eq!(otlp_export(None), "<off>");
+        assert_eq!(otlp_export(Some("http://collector:4317".into())), "http://collector:4317");
+        assert_eq!(
+            otlp_export(Some("https://tenant:t0ken@otlp.example:4317".into())),
+            "https://tenant:***@otlp.example:4317"
+        );
     }
 }

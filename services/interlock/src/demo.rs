@@ -45,8 +45,17 @@ const IOC2: &str = "ioc-2";
 
 pub async fn run(mut config: ServeConfig) -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
+    // The demo is the whole mesh on a fresh embedded store and a free port, whatever the
+    // environment says for `interlock serve` (an INTERLOCK_LISTEN, a database or another
+    // registry's address must not leak into it).
+    config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     config.data_dir = data.path().to_owned();
     config.service = ServiceKind::All;
+    config.database_url = None;
+    config.registry_address = None;
+    config.records_address = None;
+    config.deconfliction_address = None;
+    config.audit_address = None;
     let audit_origin = config.audit_origin.clone();
     let mesh = Mesh::start(config).await?;
     let url = mesh.url();
@@ -204,8 +213,9 @@ pub async fn run(mut config: ServeConfig) -> anyhow::Result<()> {
         .await?;
     println!("   DEA resumes it: DEA–ICE is ACTIVE again");
 
-    records_part(&channel, &agencies).await?;
+    records_part(&channel, &agencies, &dea_ice.name).await?;
     deconfliction_part(&agencies).await?;
+    credentials_part(&channel, &agencies).await?;
 
     step("The audit log: what each agency's contributor view shows");
     wait_until_outboxes_delivered(data.path()).await?;
@@ -228,19 +238,24 @@ pub async fn run(mut config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until the registry's and deconfliction's outboxes are delivered to the audit service, so
-/// the log holds every event of the steps above before it is read.
+/// Waits until every service's outbox is delivered to the audit service, so the log holds every
+/// event of the steps above before it is read.
 async fn wait_until_outboxes_delivered(data_dir: &std::path::Path) -> anyhow::Result<()> {
     use interlock_audit_client::SqlOutbox;
     use interlock_storage::Database;
     let open = |service: &str| format!("sqlite://{}", data_dir.join(format!("{service}.db")).display());
-    let registry =
-        SqlOutbox::new(Database::open(&open("registry"), &interlock_registry::store::MIGRATIONS).await?);
-    let deconfliction = SqlOutbox::new(
-        Database::open(&open("deconfliction"), &interlock_deconfliction::store::MIGRATIONS).await?,
-    );
+    let outboxes = [
+        SqlOutbox::new(Database::open(&open("registry"), &interlock_registry::store::MIGRATIONS).await?),
+        SqlOutbox::new(Database::open(&open("records"), &interlock_records::MIGRATIONS).await?),
+        SqlOutbox::new(
+            Database::open(&open("deconfliction"), &interlock_deconfliction::store::MIGRATIONS).await?,
+        ),
+    ];
     for _ in 0..200 {
-        let waiting = registry.pending(1).await?.len() + deconfliction.pending(1).await?.len();
+        let mut waiting = 0;
+        for outbox in &outboxes {
+            waiting += outbox.pending(1).await?.len();
+        }
         if waiting == 0 {
             return Ok(());
         }
@@ -562,11 +577,9 @@ async fn deconfliction_part(agencies: &BTreeMap<&str, Authed>) -> anyhow::Result
         print_other_side("ICE", conflict);
     }
     if let Ok(Ok(Some(event))) = tokio::time::timeout(Duration::from_secs(5), dea_watch.message()).await {
-        println!(
-            "   DEA's watch receives {} for {}",
-            event_name(event.event_type),
-            event.conflict.map(|c| c.name).unwrap_or_default()
-        );
+        let conflict = event.conflict.unwrap_or_default();
+        println!("   DEA's watch receives {} for {}", event_name(event.event_type), conflict.name);
+        print_other_side("DEA", &conflict);
     }
     println!("   neither side sees the other's case; the hub stored only keyed digests of the number");
 
@@ -669,7 +682,11 @@ fn print_other_side(viewer: &str, conflict: &interlock_api::deconfliction::v1::C
 
 /// ICE contributes a record; DEA finds it under the DEA–ICE agreement with the informant
 /// withheld; FBI, with no agreement covering investigation reports, finds nothing at all.
-async fn records_part(channel: &Channel, agencies: &BTreeMap<&str, Authed>) -> anyhow::Result<()> {
+async fn records_part(
+    channel: &Channel,
+    agencies: &BTreeMap<&str, Authed>,
+    dea_ice: &str,
+) -> anyhow::Result<()> {
     use interlock_api::common::v1::{Date, Person, PersonName, Selector, SelectorKind};
     use interlock_api::records::v1 as rec;
     use interlock_api::records::v1::records_service_client::RecordsServiceClient;
@@ -748,7 +765,18 @@ async fn records_part(channel: &Channel, agencies: &BTreeMap<&str, Authed>) -> a
     };
     step("DEA searches the phone: it sees ICE's report under DEA–ICE, with the informant withheld");
     let mut dea = members["DEA"].clone();
-    let found = dea.search_records(search("956-555-0188")).await?.into_inner().records;
+    // DEA–ICE was resumed a moment ago; the records service hears of it through the registry's
+    // grant watch, within a poll.
+    let found = eventually(
+        || {
+            let mut dea = dea.clone();
+            async move { dea.search_records(search("956-555-0188")).await }
+        },
+        |found| found.as_ref().is_ok_and(|found| !found.get_ref().records.is_empty()),
+    )
+    .await??
+    .into_inner()
+    .records;
     for record in &found {
         let access = record.access.clone().unwrap_or_default();
         let level = AccessLevel::try_from(access.level)
@@ -781,5 +809,143 @@ async fn records_part(channel: &Channel, agencies: &BTreeMap<&str, Authed>) -> a
         created.name,
         missing.code()
     );
+
+    step("ICE revokes DEA–ICE: DEA's next search of ICE's record finds nothing");
+    let revoked = agreements(&agencies["ICE"])
+        .revoke_agreement(RevokeAgreementRequest {
+            name: dea_ice.into(),
+            reason: "the joint investigation has closed".into(),
+            etag: String::new(),
+        })
+        .await?
+        .into_inner()
+        .agreement
+        .unwrap_or_default();
+    println!(
+        "   {} is {} (revoked by ICE; it cannot be resumed)",
+        revoked.display_name,
+        state(revoked.state)
+    );
+    // The revocation reaches the records service through the grant watch, within a poll.
+    let missing = eventually(
+        || {
+            let mut dea = dea.clone();
+            let name = created.name.clone();
+            async move { dea.get_record(rec::GetRecordRequest { name }).await }
+        },
+        |got| got.as_ref().is_err_and(|status| status.code() == tonic::Code::NotFound),
+    )
+    .await?
+    .expect_err("the record is no longer visible to DEA");
+    let found = dea.search_records(search("956-555-0188")).await?.into_inner().records;
+    println!("   DEA searches the phone again: {} search results", found.len());
+    println!("   GetRecord {}: {:?}", created.name, missing.code());
     Ok(())
+}
+
+/// Credentials: a revoked one stops working (its token everywhere within seconds, its next token
+/// request at once), and one is locked after five wrong secrets, as CJIS asks.
+async fn credentials_part(channel: &Channel, agencies: &BTreeMap<&str, Authed>) -> anyhow::Result<()> {
+    use interlock_api::records::v1 as rec;
+    use interlock_api::records::v1::records_service_client::RecordsServiceClient;
+
+    let issue = |code: &'static str, id: &'static str, display_name: &'static str| async move {
+        let issued = CredentialServiceClient::new(agencies[code].clone())
+            .create_credential(CreateCredentialRequest {
+                parent: format!("agencies/{code}"),
+                credential: Some(Credential {
+                    credential_id: id.into(),
+                    display_name: display_name.into(),
+                    roles: vec![Role::AgencyMember as i32],
+                    ..Credential::default()
+                }),
+                request_id: String::new(),
+            })
+            .await?
+            .into_inner();
+        anyhow::Ok((issued.credential.unwrap_or_default().name, issued.secret))
+    };
+
+    step("DEA revokes a lost laptop's credential: its token and its secret stop working");
+    let (laptop, secret) = issue("DEA", "field-laptop-7", "DEA field laptop 7").await?;
+    let metadata = CallerMetadata::bearer(token(channel, &laptop, &secret).await?)
+        .on_behalf_of("DEA analyst", CallPurpose::Investigation);
+    let mut records = RecordsServiceClient::new(InterceptedService::new(channel.clone(), metadata));
+    let list = || rec::ListRecordsRequest::default();
+    records.list_records(list()).await?;
+    println!("   {laptop} signs in and lists records: OK");
+    let revoked = CredentialServiceClient::new(agencies["DEA"].clone())
+        .revoke_credential(RevokeCredentialRequest {
+            name: laptop.clone(),
+            reason: "laptop reported lost".into(),
+            etag: String::new(),
+        })
+        .await?
+        .into_inner()
+        .credential
+        .unwrap_or_default();
+    let revoked_state = CredentialState::try_from(revoked.state)
+        .map_or("?", |s| s.as_str_name().trim_start_matches("CREDENTIAL_STATE_"));
+    println!("   DEA's administrator revokes it → {revoked_state}");
+    // Every service hears of the revocation through the registry's revocation watch.
+    let refused = eventually(
+        || {
+            let mut records = records.clone();
+            async move { records.list_records(list()).await }
+        },
+        |listed| listed.as_ref().is_err_and(|status| status.code() == tonic::Code::Unauthenticated),
+    )
+    .await?
+    .expect_err("the revoked credential's token is refused");
+    println!("   the token it already held: {}", refusal(&refused));
+    let refused = token(channel, &laptop, &secret).await.expect_err("a revoked credential gets no token");
+    println!("   its next token request: {}", refusal(&refused));
+
+    step("CJIS lockout: five wrong secrets lock a credential, until an administrator unlocks it");
+    let (terminal, secret) = issue("ATF", "cjis-terminal-2", "ATF CJIS terminal 2").await?;
+    let mut refusals = Vec::new();
+    for _ in 0..5 {
+        let refused =
+            refusal(&token(channel, &terminal, "ilk_wrong-guess").await.expect_err("a wrong secret"));
+        if !refusals.contains(&refused) {
+            refusals.push(refused);
+        }
+    }
+    println!("   {terminal}: a wrong secret five times: {}", refusals.join("; "));
+    let refused = token(channel, &terminal, &secret).await.expect_err("a locked credential gets no token");
+    println!("   the right secret now: {}", refusal(&refused));
+    CredentialServiceClient::new(agencies["ATF"].clone())
+        .unlock_credential(UnlockCredentialRequest {
+            name: terminal.clone(),
+            reason: "the terminal's user was retrained".into(),
+            etag: String::new(),
+        })
+        .await?;
+    token(channel, &terminal, &secret).await?;
+    println!("   ATF's administrator unlocks it: the right secret signs in again");
+    Ok(())
+}
+
+/// A refused call as the demo prints it: code, message and the ErrorInfo reason.
+fn refusal(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    let reason = status.get_error_details().error_info().map(|info| info.reason.clone()).unwrap_or_default();
+    format!("{:?}: {} ({reason})", status.code(), status.message())
+}
+
+/// Repeats `attempt` until `done` holds of its outcome, for up to 5 seconds: changes in the
+/// registry reach the other services through watches that poll every 200 ms.
+async fn eventually<T, F, Fut>(mut attempt: F, done: impl Fn(&T) -> bool) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    for _ in 0..100 {
+        let outcome = attempt().await;
+        if done(&outcome) {
+            return Ok(outcome);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the change did not reach every service within 5 seconds")
 }

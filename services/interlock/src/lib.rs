@@ -8,6 +8,7 @@ pub mod audit_cli;
 pub mod cli;
 pub mod config;
 pub mod demo;
+mod drain;
 pub mod generate;
 pub mod record_json;
 pub mod serve;

@@ -61,9 +61,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Audit(AuditCommand::Checkpoint(args)) => {
             interlock::audit_cli::checkpoint(args).await.map(drop)
         }
-        Command::Demo(mut config) => {
+        Command::Demo(config) => {
             // The demo talks to the user on standard output; only warnings go to the log.
-            config.listen = "127.0.0.1:0".parse()?;
             if std::env::var_os("RUST_LOG").is_none() {
                 // SAFETY: set before any other thread exists.
                 unsafe { std::env::set_var("RUST_LOG", "warn") };

@@ -33,17 +33,23 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::config::{ServeConfig, ServiceKind};
+use crate::drain::DrainLayer;
 
 /// How often the registry's watches look for changes committed by any replica.
 const WATCH_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How often database reachability is re-checked for the health status.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// How long calls ended at the end of the grace period get to send their UNAVAILABLE before the
+/// server is abandoned.
+const AFTER_GRACE: Duration = Duration::from_secs(2);
 
 /// A running server: the whole mesh or one service.
 pub struct Mesh {
     address: SocketAddr,
     bootstrap_admin_secret: Option<String>,
     stop: watch::Sender<bool>,
+    /// Raised when the grace period is over: calls still running are ended.
+    grace_over: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     background: Vec<JoinHandle<()>>,
     grace: Duration,
@@ -266,10 +272,14 @@ impl Mesh {
         }
 
         let mut shutdown = stopped.clone();
+        let (grace_over, grace_over_rx) = watch::channel(false);
         let server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .layer(ServerTraceLayer)
             .layer(AuthLayer::new(authenticator.clone()))
+            // Watches end when shutdown begins and other calls when the grace period is over, so
+            // the graceful shutdown below finishes (see `drain`).
+            .layer(DrainLayer::new(stopped.clone(), grace_over_rx))
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(
                 // Nagle's algorithm must be off, as tonic's own listener does: otherwise a response
@@ -290,6 +300,7 @@ impl Mesh {
             address,
             bootstrap_admin_secret,
             stop,
+            grace_over,
             server,
             background,
             grace: config.shutdown_grace(),
@@ -331,18 +342,25 @@ impl Mesh {
         self.shutdown().await
     }
 
-    /// Stops accepting connections and lets calls in flight finish, for at most the grace period.
+    /// Stops accepting connections, ends watches (their clients resume elsewhere) and lets
+    /// other calls in flight finish, for at most the grace period; then ends those still running
+    /// with UNAVAILABLE.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         let mut server = self.server;
-        let outcome = tokio::time::timeout(self.grace, &mut server).await;
+        let mut outcome = tokio::time::timeout(self.grace, &mut server).await;
+        if outcome.is_err() {
+            tracing::warn!(grace = ?self.grace, "calls still in flight after the grace period; ending them");
+            let _ = self.grace_over.send(true);
+            outcome = tokio::time::timeout(AFTER_GRACE, &mut server).await;
+        }
         for task in self.background {
             task.abort();
         }
         match outcome {
             Ok(joined) => joined?.context("server failed")?,
             Err(_) => {
-                tracing::warn!(grace = ?self.grace, "calls still in flight after the grace period; closing them");
+                tracing::warn!("connections still open after their calls were ended; abandoning them");
                 server.abort();
             }
         }

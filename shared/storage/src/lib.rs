@@ -150,18 +150,53 @@ fn create_dir(path: &Path) -> Result<(), Error> {
         .map_err(|source| Error::CreateDir { path: path.display().to_string(), source })
 }
 
-/// The URL with any password replaced, safe to log.
+/// The URL with any password replaced, safe to log: the user-info password and a `password`
+/// query parameter (sqlx accepts both for PostgreSQL).
+///
+/// The user-info is split the way the URL parser behind sqlx splits it: the authority ends at
+/// the first `/`, `?` or `#`, and the user-info at the *last* `@` in it, so a password holding an
+/// unencoded `@` is hidden whole rather than half printed.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _password)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
+    let Some(scheme_end) = url.find("://") else { return url.to_owned() };
+    let start = scheme_end + 3;
+    let authority_end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
+    let authority = &url[start..authority_end];
+    let mut redacted = url[..start].to_owned();
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            match user_info.split_once(':') {
+                Some((user, _password)) => redacted.push_str(&format!("{user}:***")),
+                None => redacted.push_str(user_info),
             }
+            redacted.push('@');
+            redacted.push_str(host);
         }
-        _ => url.to_owned(),
+        None => redacted.push_str(authority),
     }
+    let rest = &url[authority_end..];
+    let Some((path, query)) = rest.split_once('?') else {
+        redacted.push_str(rest);
+        return redacted;
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((query, fragment)) => (query, Some(fragment)),
+        None => (query, None),
+    };
+    let parameters: Vec<String> = query
+        .split('&')
+        .map(|parameter| match parameter.split_once('=') {
+            Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+            _ => parameter.to_owned(),
+        })
+        .collect();
+    redacted.push_str(path);
+    redacted.push('?');
+    redacted.push_str(&parameters.join("&"));
+    if let Some(fragment) = fragment {
+        redacted.push('#');
+        redacted.push_str(fragment);
+    }
+    redacted
 }
 
 #[cfg(test)]
@@ -173,5 +208,28 @@ mod tests {
         assert_eq!(redact("postgres://app:s3cret@db:5432/registry"), "postgres://app:***@db:5432/registry");
         assert_eq!(redact("postgres://postgres@127.0.0.1/x"), "postgres://postgres@127.0.0.1/x");
         assert_eq!(redact("sqlite://data/registry.db"), "sqlite://data/registry.db");
+        assert_eq!(redact("sqlite://data/registry.db?mode=rwc"), "sqlite://data/registry.db?mode=rwc");
+    }
+
+    #[test]
+    fn redacts_a_password_with_an_at_sign_whole() {
+        assert_eq!(redact("postgres://app:p@ss@db:5432/registry"), "postgres://app:***@db:5432/registry");
+        // An `@` after the authority is not user-info.
+        assert_eq!(
+            redact("postgres://db/registry?application_name=a@b"),
+            "postgres://db/registry?application_name=a@b"
+        );
+    }
+
+    #[test]
+    fn redacts_a_password_query_parameter() {
+        assert_eq!(
+            redact("postgres://app@db/registry?sslmode=require&password=s3cret&application_name=x"),
+            "postgres://app@db/registry?sslmode=require&password=***&application_name=x"
+        );
+        assert_eq!(
+            redact("postgres://app:one@db/registry?password=two#frag"),
+            "postgres://app:***@db/registry?password=***#frag"
+        );
     }
 }

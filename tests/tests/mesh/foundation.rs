@@ -238,3 +238,173 @@ async fn shutdown_stops_accepting_connections() {
     let refused = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await;
     assert!(refused.is_err(), "the port still accepts connections after shutdown");
 }
+
+/// Graceful shutdown on each backend: a call in flight when shutdown begins completes, and a
+/// watch (which never ends by itself) ends with UNAVAILABLE so the draining can finish. A records
+/// pod on the backend's database holds an ingest stream open; the registry pod it talks to holds
+/// a grant watch. Both pods are shut down together.
+#[tokio::test]
+async fn shutdown_finishes_calls_in_flight_and_ends_watches() {
+    use interlock_api::records::v1::records_service_client::RecordsServiceClient;
+    use interlock_api::records::v1::{
+        IngestBatch, IngestRecordsRequest, IngestStart, Record, ingest_records_request,
+        ingest_records_response,
+    };
+    use interlock_api::registry::v1::Role;
+    use interlock_api::registry::v1::WatchGrantsRequest;
+    use interlock_api::registry::v1::grant_service_client::GrantServiceClient;
+
+    let batch = |sequence: i64| IngestRecordsRequest {
+        message: Some(ingest_records_request::Message::Batch(IngestBatch {
+            batch_sequence: sequence,
+            records: (0..3)
+                .map(|n| Record {
+                    record_number: format!("ICE-DRAIN-{sequence}-{n}"),
+                    category: interlock_api::common::v1::RecordCategory::InvestigationReport as i32,
+                    sensitivity: interlock_api::common::v1::SensitivityLevel::Unrestricted as i32,
+                    title: "Seizure at the Laredo crossing".into(),
+                    ..Record::default()
+                })
+                .collect(),
+        })),
+    };
+    let acknowledged = |message: Option<ingest_records_response::Message>| match message {
+        Some(ingest_records_response::Message::Ack(ack)) => (ack.batch_sequence, ack.created_count),
+        other => panic!("expected an acknowledgement, got {other:?}"),
+    };
+
+    for database in TestDatabase::each_backend().await {
+        let mesh_secret = "ilk_drain-test-mesh-secret";
+        let registry = TestServer::start(&["--service", "registry", "--mesh-secret", mesh_secret]).await;
+        let records = TestServer::start(&[
+            "--service",
+            "records",
+            "--registry-address",
+            &registry.url(),
+            "--database-url",
+            database.url(),
+            "--mesh-secret",
+            mesh_secret,
+        ])
+        .await;
+        let (admin, _) =
+            interlock_tests::register(&registry.url(), &registry.admin_channel().await, "ICE", "ICE").await;
+        let (credential, secret) =
+            interlock_tests::issue_credential(&admin, "ICE", "case-system", &[Role::AgencyMember]).await;
+        let member = interlock_tests::as_credential(
+            &registry.url(),
+            &records.url(),
+            &credential,
+            &secret,
+            "officer-1",
+        )
+        .await;
+
+        // An ingest stream with one batch committed, still open.
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let mut ingest = RecordsServiceClient::new(member)
+            .ingest_records(tokio_stream::wrappers::ReceiverStream::new(receiver))
+            .await
+            .unwrap()
+            .into_inner();
+        let start = ingest_records_request::Message::Start(IngestStart { ingest_id: "drain".into() });
+        sender.send(IngestRecordsRequest { message: Some(start) }).await.unwrap();
+        let started = ingest.message().await.unwrap().and_then(|m| m.message);
+        assert!(matches!(started, Some(ingest_records_response::Message::Started(_))), "{started:?}");
+        sender.send(batch(1)).await.unwrap();
+        assert_eq!(acknowledged(ingest.message().await.unwrap().and_then(|m| m.message)), (1, 3));
+
+        // A grant watch at the registry, live (its snapshot received).
+        let mut watch = GrantServiceClient::new(registry.admin_channel().await)
+            .watch_grants(WatchGrantsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(watch.message().await.unwrap().expect("the snapshot").snapshot);
+
+        let (records_url, registry_url) = (records.url(), registry.url());
+        let TestServer { mesh: records_mesh, data: _records_data } = records;
+        let TestServer { mesh: registry_mesh, data: _registry_data } = registry;
+        let records_down = tokio::spawn(records_mesh.shutdown());
+        let registry_down = tokio::spawn(registry_mesh.shutdown());
+        // Shutdown has begun once neither port takes new connections.
+        for url in [&records_url, &registry_url] {
+            let mut refused = false;
+            for _ in 0..200 {
+                let endpoint = tonic::transport::Endpoint::from_shared(url.clone()).unwrap();
+                if endpoint.connect().await.is_err() {
+                    refused = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            assert!(refused, "{url} still accepts connections during shutdown");
+        }
+
+        // The watch ends now, not at the end of the grace period (the guard only keeps a watch
+        // that never ends from hanging the test): clients reconnect to another replica.
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            loop {
+                match watch.message().await {
+                    Ok(Some(_heartbeat_or_change)) => continue,
+                    Ok(None) => return None,
+                    Err(status) => return Some(status),
+                }
+            }
+        })
+        .await
+        .expect("the grant watch did not end when shutdown began");
+        let ended = ended.expect("the watch ends with a status telling the client to reconnect");
+        assert_eq!(ended.code(), Code::Unavailable, "{}", ended.message());
+
+        // The ingest begun before the shutdown goes on: a second batch is committed and the
+        // stream ends OK once the client half-closes. Had the watch been cut with the grace
+        // period, this stream would have been cut with it.
+        sender.send(batch(2)).await.unwrap();
+        drop(sender);
+        assert_eq!(acknowledged(ingest.message().await.unwrap().and_then(|m| m.message)), (2, 3));
+        assert!(ingest.message().await.unwrap().is_none(), "the ingest stream ends with OK");
+
+        records_down.await.unwrap().unwrap();
+        registry_down.await.unwrap().unwrap();
+    }
+}
+
+/// A call still running when the grace period is over is ended with UNAVAILABLE (the client
+/// retries elsewhere), and shutdown completes rather than waiting for it.
+#[tokio::test]
+async fn shutdown_ends_calls_still_running_after_the_grace_period() {
+    use interlock_api::records::v1::records_service_client::RecordsServiceClient;
+    use interlock_api::records::v1::{IngestRecordsRequest, IngestStart, ingest_records_request};
+    use interlock_api::registry::v1::Role;
+
+    let server = TestServer::start(&["--shutdown-grace-seconds", "0"]).await;
+    let (admin, _) =
+        interlock_tests::register(&server.url(), &server.admin_channel().await, "ICE", "ICE").await;
+    let (credential, secret) =
+        interlock_tests::issue_credential(&admin, "ICE", "case-system", &[Role::AgencyMember]).await;
+    let member =
+        interlock_tests::as_credential(&server.url(), &server.url(), &credential, &secret, "officer-1").await;
+    // An ingest stream the client keeps open and idle.
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let mut ingest = RecordsServiceClient::new(member)
+        .ingest_records(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .unwrap()
+        .into_inner();
+    let start = ingest_records_request::Message::Start(IngestStart { ingest_id: "idle".into() });
+    sender.send(IngestRecordsRequest { message: Some(start) }).await.unwrap();
+    assert!(ingest.message().await.unwrap().is_some(), "started");
+
+    let TestServer { mesh, data: _data } = server;
+    // The guard only keeps a shutdown or a stream that never ends from hanging the test.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        mesh.shutdown().await.unwrap();
+        ingest.message().await
+    })
+    .await
+    .expect("the idle stream outlived the grace period")
+    .expect_err("the idle stream is ended");
+    assert_eq!(ended.code(), Code::Unavailable, "{}", ended.message());
+    drop(sender);
+}
