@@ -18,6 +18,7 @@ use crate::error::Error;
 
 const NOW: i64 = 1_760_000_000_000_000;
 const HOUR: i64 = 3_600_000_000;
+const SECOND: i64 = 1_000_000;
 const YEAR: i32 = 2026;
 const CHECK_HIT: i32 = ConflictEventType::CheckHit as i32;
 
@@ -556,11 +557,17 @@ async fn checks_are_counted_per_agency_and_period_with_their_events_and_audit() 
             .await
             .unwrap();
         store.record_checks(vec![check("DEA", NOW + 2 * HOUR, &[])]).await.unwrap();
+        // Two more in a second already counted, in separate commits: they add up.
+        store.record_checks(vec![check("DEA", NOW + 2 * HOUR + 1, &[])]).await.unwrap();
+        store.record_checks(vec![check("DEA", NOW + 2 * HOUR + 999_999, &[])]).await.unwrap();
 
-        // The period is [start, end).
-        assert_eq!(store.count_checks("DEA", NOW, NOW + 3 * HOUR).await.unwrap(), 3);
+        // The period is [start, end), counted per whole second: a start inside a second takes
+        // that whole second, an end inside a second includes that second.
+        assert_eq!(store.count_checks("DEA", NOW, NOW + 3 * HOUR).await.unwrap(), 5);
         assert_eq!(store.count_checks("DEA", NOW, NOW + 2 * HOUR).await.unwrap(), 2);
-        assert_eq!(store.count_checks("DEA", NOW + 1, NOW + 2 * HOUR + 1).await.unwrap(), 2);
+        assert_eq!(store.count_checks("DEA", NOW + SECOND, NOW + 2 * HOUR + 1).await.unwrap(), 4);
+        assert_eq!(store.count_checks("DEA", NOW + 1, NOW + HOUR).await.unwrap(), 1);
+        assert_eq!(store.count_checks("DEA", NOW + 2 * HOUR + SECOND, i64::MAX).await.unwrap(), 0);
         assert_eq!(store.count_checks("ICE", NOW, NOW + 1).await.unwrap(), 1);
         assert_eq!(store.count_checks("FBI", 0, i64::MAX).await.unwrap(), 0);
 
@@ -578,6 +585,8 @@ async fn checks_are_counted_per_agency_and_period_with_their_events_and_audit() 
             format!("check-DEA-{}", NOW + HOUR),
             format!("check-ICE-{NOW}"),
             format!("check-DEA-{}", NOW + 2 * HOUR),
+            format!("check-DEA-{}", NOW + 2 * HOUR + 1),
+            format!("check-DEA-{}", NOW + 2 * HOUR + 999_999),
             "watch-delivery".into(),
         ]
         .into_iter()

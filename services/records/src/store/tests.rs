@@ -144,7 +144,8 @@ async fn searches_by_selector_person_and_full_text() {
         assert_eq!(found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r2"]);
         // Text matches come newest contributed first, and paging walks on from there.
         let both = Match::Text(parse("cocaine").unwrap());
-        let page = |offset| store.search(&both, &SearchFilter::default(), NOW, offset, 1);
+        let everyone = SearchFilter::default();
+        let page = |offset| store.search(&both, &everyone, NOW, offset, 1);
         let (first, second) = (page(0).await.unwrap(), page(1).await.unwrap());
         assert_eq!((first[0].id.as_str(), second[0].id.as_str()), ("r2", "r1"));
         assert!(page(2).await.unwrap().is_empty());
