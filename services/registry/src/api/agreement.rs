@@ -521,12 +521,8 @@ fn to_proto(stored: &Versioned<Agreement>) -> pb::Agreement {
         state: state_to_proto(agreement.state(now)) as i32,
         version: current.version,
         pending_version: pending.filter(|p| p.version != current.version).map_or(0, |p| p.version),
-        signatures: agreement
-            .versions
-            .iter()
-            .flat_map(|v| v.signatures.iter())
-            .map(signature_to_proto)
-            .collect(),
+        // The signatures of the version shown: those of other versions are in the version history.
+        signatures: current.signatures.iter().map(signature_to_proto).collect(),
         pending_signers,
         suspensions: agreement
             .suspensions

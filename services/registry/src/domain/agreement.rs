@@ -392,9 +392,13 @@ impl Agreement {
         self.versions.iter().find(|v| v.state == VersionState::Proposed)
     }
 
-    /// The terms that describe the agreement now: the version in force, else the latest.
+    /// The terms that describe the agreement now: the version in force; once revoked, the one
+    /// that was in force when it ended; before activation, version 1. Never a withdrawn
+    /// amendment: nobody signed it, so it never described the agreement.
     pub fn current(&self) -> &Version {
-        self.in_force().or_else(|| self.versions.last()).unwrap_or(&self.versions[0])
+        self.in_force()
+            .or_else(|| self.versions.iter().find(|v| v.state == VersionState::Ended))
+            .unwrap_or(&self.versions[0])
     }
 
     /// Parties never change across versions (only their roles), so the first version names them.

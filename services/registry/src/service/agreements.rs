@@ -422,8 +422,10 @@ pub struct Preview {
     pub after: Vec<Grant>,
 }
 
+/// The author of a version is the agency (`agencies/{code}`), as AgreementVersion.author says;
+/// which officer acted is in the audit event.
 fn author(caller: &Caller) -> String {
-    caller.user.clone().unwrap_or_else(|| caller.credential.clone())
+    caller.agency_name()
 }
 
 /// `agencies/{code}` of every party (for a center: every member, current or former): the owners

@@ -186,6 +186,18 @@ fn amendments_replace_the_version_in_force_only_when_everyone_signed() {
         agreement.withdraw_amendment(9),
         Err(Error::FailedPrecondition { reason: "NO_PENDING_AMENDMENT", .. })
     ));
+
+    // Revoked with an amendment pending: it is described by the version that was in force.
+    let mut narrower = agreement.current().terms.clone();
+    narrower.scope.purposes = vec![Purpose::Investigation as i32];
+    agreement.amend(narrower, "", "x", 10).unwrap();
+    agreement.revoke(&actor("DEA"), "ended", 11).unwrap();
+    let states: Vec<VersionState> = agreement.versions.iter().map(|v| v.state).collect();
+    assert_eq!(
+        states,
+        [VersionState::Superseded, VersionState::Ended, VersionState::Withdrawn, VersionState::Withdrawn]
+    );
+    assert_eq!(agreement.current().version, 2);
 }
 
 #[test]
