@@ -15,6 +15,7 @@ use crate::domain::agreement::{
 };
 use crate::domain::grants::{self, ChangeKind};
 use crate::error::Error;
+use crate::service::agreements::Transition;
 use crate::store::{Resource, Versioned};
 
 pub(super) fn server(registry: Arc<Registry>) -> AgreementServiceServer<AgreementApi> {
@@ -116,7 +117,7 @@ impl AgreementService for AgreementApi {
             .act_on_agreement(
                 &caller,
                 id,
-                "ProposeAgreement",
+                Transition::Proposed,
                 &request.etag,
                 |agreement, _, required, now| {
                     if agreement.terms().center().is_some() && required.len() < 2 {
@@ -165,9 +166,13 @@ impl AgreementService for AgreementApi {
         let id = agreement_id(&request.name, "name")?;
         let (agreement, ()) = self
             .registry
-            .act_on_agreement(&caller, id, "SuspendAgreement", &request.etag, |agreement, actor, _, now| {
-                agreement.suspend(actor, &request.reason, now)
-            })
+            .act_on_agreement(
+                &caller,
+                id,
+                Transition::Suspended,
+                &request.etag,
+                |agreement, actor, _, now| agreement.suspend(actor, &request.reason, now),
+            )
             .await?;
         Ok(Response::new(SuspendAgreementResponse { agreement: Some(to_proto(&agreement)) }))
     }
@@ -181,7 +186,7 @@ impl AgreementService for AgreementApi {
         let id = agreement_id(&request.name, "name")?;
         let (agreement, ()) = self
             .registry
-            .act_on_agreement(&caller, id, "ResumeAgreement", &request.etag, |agreement, actor, _, now| {
+            .act_on_agreement(&caller, id, Transition::Resumed, &request.etag, |agreement, actor, _, now| {
                 agreement.resume(actor, now)
             })
             .await?;
@@ -197,7 +202,7 @@ impl AgreementService for AgreementApi {
         let id = agreement_id(&request.name, "name")?;
         let (agreement, ()) = self
             .registry
-            .act_on_agreement(&caller, id, "RevokeAgreement", &request.etag, |agreement, actor, _, now| {
+            .act_on_agreement(&caller, id, Transition::Revoked, &request.etag, |agreement, actor, _, now| {
                 agreement.revoke(actor, &request.reason, now)
             })
             .await?;
@@ -234,9 +239,13 @@ impl AgreementService for AgreementApi {
         let id = agreement_id(&request.name, "name")?;
         let (agreement, ()) = self
             .registry
-            .act_on_agreement(&caller, id, "WithdrawAmendment", &request.etag, |agreement, _, _, now| {
-                agreement.withdraw_amendment(now)
-            })
+            .act_on_agreement(
+                &caller,
+                id,
+                Transition::AmendmentWithdrawn,
+                &request.etag,
+                |agreement, _, _, now| agreement.withdraw_amendment(now),
+            )
             .await?;
         Ok(Response::new(WithdrawAmendmentResponse { agreement: Some(to_proto(&agreement)) }))
     }

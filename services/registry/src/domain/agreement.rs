@@ -311,6 +311,19 @@ pub enum AgreementState {
     Expired,
 }
 
+impl AgreementState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgreementState::Draft => "draft",
+            AgreementState::Proposed => "proposed",
+            AgreementState::Active => "active",
+            AgreementState::Suspended => "suspended",
+            AgreementState::Revoked => "revoked",
+            AgreementState::Expired => "expired",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Agreement {
     pub agreement_id: String,

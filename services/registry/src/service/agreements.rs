@@ -23,8 +23,50 @@ use crate::store::{Commit, Resource, Versioned};
 
 const SERVICE: &str = "/interlock.registry.v1.AgreementService/";
 
-fn method(name: &str) -> String {
-    format!("{SERVICE}{name}")
+/// The change an agreement's audit event records: its RPC, and the word the event carries in
+/// `details.transition` (ACTION_AGREEMENT_CHANGE events name the change there, so an auditor
+/// tells a proposal from a signature without parsing method names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    Created,
+    Updated,
+    Proposed,
+    Signed,
+    Amended,
+    AmendmentWithdrawn,
+    Suspended,
+    Resumed,
+    Revoked,
+}
+
+impl Transition {
+    fn rpc(self) -> &'static str {
+        match self {
+            Transition::Created => "CreateAgreement",
+            Transition::Updated => "UpdateAgreement",
+            Transition::Proposed => "ProposeAgreement",
+            Transition::Signed => "SignAgreement",
+            Transition::Amended => "AmendAgreement",
+            Transition::AmendmentWithdrawn => "WithdrawAmendment",
+            Transition::Suspended => "SuspendAgreement",
+            Transition::Resumed => "ResumeAgreement",
+            Transition::Revoked => "RevokeAgreement",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Created => "created",
+            Transition::Updated => "updated",
+            Transition::Proposed => "proposed",
+            Transition::Signed => "signed",
+            Transition::Amended => "amended",
+            Transition::AmendmentWithdrawn => "amendment_withdrawn",
+            Transition::Suspended => "suspended",
+            Transition::Resumed => "resumed",
+            Transition::Revoked => "revoked",
+        }
+    }
 }
 
 /// Centers by id and suspended agency codes: what grants and party checks depend on.
@@ -118,8 +160,8 @@ impl Registry {
         let agreement = Agreement::new(new_id(), &caller.agency, terms, &author(caller), now);
         let mut commit = Commit::default();
         commit.insert(&agreement, request_id);
-        self.commit_audited(commit, self.agreement_event("CreateAgreement", caller, &agreement, &membership))
-            .await?;
+        let event = self.agreement_event(Transition::Created, caller, &agreement, &membership, now);
+        self.commit_audited(commit, event).await?;
         Ok(Versioned { value: agreement, revision: 1 })
     }
 
@@ -177,17 +219,28 @@ impl Registry {
         Ok(())
     }
 
+    /// The event recording `transition`, with the agreement as it is after it: the version in
+    /// force (or version 1), the version awaiting signatures if any, and the resulting state (a
+    /// signature that completes a version shows here as the state turning active).
     fn agreement_event(
         &self,
-        rpc: &str,
+        transition: Transition,
         caller: &Caller,
         agreement: &Agreement,
         membership: &Membership,
+        now: i64,
     ) -> interlock_audit_client::EventBuilder {
         let owners = party_agencies(agreement.terms(), membership);
-        self.audit(&method(rpc), Action::AgreementChange, Some(caller))
+        let event = self
+            .audit(&format!("{SERVICE}{}", transition.rpc()), Action::AgreementChange, Some(caller))
             .resource(agreement.name(), owners)
+            .detail("transition", transition.as_str())
             .detail("version", agreement.current().version.to_string())
+            .detail("state", agreement.state(now).as_str());
+        match agreement.pending() {
+            Some(pending) => event.detail("pending_version", pending.version.to_string()),
+            None => event,
+        }
     }
 
     /// An agreement the caller may see; NOT_FOUND otherwise, exactly as for a missing one.
@@ -231,13 +284,13 @@ impl Registry {
         Ok(agreements)
     }
 
-    /// Applies a party's action to an agreement, recorded as `rpc`. `apply` gets the agreement,
-    /// the acting party, the signatures the pending version needs, and the time.
+    /// Applies a party's action to an agreement, recorded as `transition`. `apply` gets the
+    /// agreement, the acting party, the signatures the pending version needs, and the time.
     pub async fn act_on_agreement<R>(
         &self,
         caller: &Caller,
         agreement_id: &str,
-        rpc: &str,
+        transition: Transition,
         etag: &str,
         mut apply: impl FnMut(&mut Agreement, &Actor<'_>, &[String], i64) -> Result<R>,
     ) -> Result<(Versioned<Agreement>, R)> {
@@ -256,10 +309,8 @@ impl Registry {
             let result = apply(&mut agreement, &actor, &required, now)?;
             let mut commit = Commit::default();
             commit.update(&agreement, current.revision);
-            match self
-                .commit_audited(commit, self.agreement_event(rpc, caller, &agreement, &membership))
-                .await
-            {
+            let event = self.agreement_event(transition, caller, &agreement, &membership, now);
+            match self.commit_audited(commit, event).await {
                 Ok(_) => return Ok((Versioned { value: agreement, revision: current.revision + 1 }, result)),
                 Err(Error::Aborted(_)) if attempts < 3 && etag.is_empty() => attempts += 1,
                 Err(error) => return Err(error),
@@ -281,7 +332,7 @@ impl Registry {
         let (current, _) = self.get_agreement(caller, agreement_id).await?;
         let terms = edit(current.value.terms());
         self.check_terms(&terms, now_micros()).await?;
-        self.act_on_agreement(caller, agreement_id, "UpdateAgreement", etag, |agreement, _, _, now| {
+        self.act_on_agreement(caller, agreement_id, Transition::Updated, etag, |agreement, _, _, now| {
             agreement.update_draft(terms.clone(), now)
         })
         .await
@@ -313,7 +364,7 @@ impl Registry {
         self.act_on_agreement(
             caller,
             agreement_id,
-            "SignAgreement",
+            Transition::Signed,
             etag,
             |agreement, actor, required, now| agreement.sign(actor, version, required, now),
         )
@@ -332,7 +383,7 @@ impl Registry {
         let terms = edit(current.value.terms());
         self.check_terms(&terms, now_micros()).await?;
         let author = author(caller);
-        self.act_on_agreement(caller, agreement_id, "AmendAgreement", "", |agreement, _, _, now| {
+        self.act_on_agreement(caller, agreement_id, Transition::Amended, "", |agreement, _, _, now| {
             agreement.amend(terms.clone(), change_note, &author, now).cloned()
         })
         .await
