@@ -771,3 +771,381 @@ async fn registry_changes_and_logons_reach_the_audit_log() {
         .events;
     assert_eq!(failures.len(), 1, "the failed logon is audited once");
 }
+
+/// A registry on `database` whose outbox relay delivers to an audit service of its own on
+/// `audit_database`, as a split deployment runs them; returns (registry, audit).
+async fn audited_registry(
+    database: &TestDatabase,
+    audit_database: &TestDatabase,
+) -> (TestServer, TestServer) {
+    let audit_listen = format!("127.0.0.1:{}", interlock_tests::free_port());
+    let registry = TestServer::start(&[
+        "--service",
+        "registry",
+        "--database-url",
+        database.url(),
+        "--mesh-secret",
+        MESH_SECRET,
+        "--audit-address",
+        &format!("http://{audit_listen}"),
+    ])
+    .await;
+    let audit = TestServer::start(&[
+        "--service",
+        "audit",
+        "--listen",
+        &audit_listen,
+        "--database-url",
+        audit_database.url(),
+        "--registry-address",
+        &registry.url(),
+        "--mesh-secret",
+        MESH_SECRET,
+        "--audit-checkpoint-interval-ms",
+        "50",
+    ])
+    .await;
+    (registry, audit)
+}
+
+/// Every registry event in the log, as the center auditor reads it through ListEvents, once the
+/// registry's outbox on `database` has drained.
+async fn registry_events(
+    database: &TestDatabase,
+    registry: &TestServer,
+    audit: &TestServer,
+) -> Vec<interlock_api::audit::v1::AuditEvent> {
+    use interlock_api::audit::v1::audit_service_client::AuditServiceClient;
+    use interlock_api::audit::v1::{EventFilter, InterlockService, ListEventsRequest};
+
+    let outbox = interlock_audit_client::SqlOutbox::new(
+        interlock_storage::Database::open(database.url(), &interlock_registry::store::MIGRATIONS)
+            .await
+            .unwrap(),
+    );
+    let started = Instant::now();
+    // The relay may be backing off (up to 5 s) from attempts made before the audit service started.
+    while !outbox.pending(10).await.unwrap().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the registry's outbox does not drain");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let auditor = InterceptedService::new(
+        channel(&audit.url()).await,
+        CallerMetadata::bearer(registry.admin_token().await)
+            .on_behalf_of("auditor", interlock_auth::Purpose::Investigation),
+    );
+    let mut events = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = AuditServiceClient::new(auditor.clone())
+            .list_events(ListEventsRequest {
+                filter: Some(EventFilter {
+                    services: vec![InterlockService::Registry as i32],
+                    ..EventFilter::default()
+                }),
+                page_size: 1000,
+                page_token,
+                ..ListEventsRequest::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        events.extend(page.events);
+        if page.next_page_token.is_empty() {
+            return events;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// What one audited change must look like in the log.
+struct Expected<'a> {
+    /// The RPC, e.g. `AgencyService/UpdateAgency`.
+    method: &'a str,
+    action: interlock_api::audit::v1::Action,
+    /// Acting agency code, officer (`x-interlock-user`, empty for none) and credential.
+    actor: (&'a str, &'a str, &'a str),
+    /// Every resource the event names, with its owners' codes.
+    resources: &'a [(&'a str, &'a [&'a str])],
+    /// A detail the event must carry.
+    detail: Option<(&'a str, &'a str)>,
+}
+
+/// Checks that exactly one event records `expected` (told apart from the others by method,
+/// acting agency, first resource and detail) and that its action, actor and resources are right.
+fn assert_audited(events: &[interlock_api::audit::v1::AuditEvent], expected: &Expected<'_>) {
+    let method = format!("/interlock.registry.v1.{}", expected.method);
+    let (agency, user, credential) = expected.actor;
+    let matching: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e.method == method
+                && e.actor_agency == format!("agencies/{agency}")
+                && e.resources.first().is_some_and(|r| r.resource == expected.resources[0].0)
+                && expected.detail.is_none_or(|(key, value)| e.details.get(key).is_some_and(|v| v == value))
+        })
+        .collect();
+    let [event] = matching.as_slice() else {
+        panic!(
+            "{} events for {method} by {agency} on {}: {matching:#?}",
+            matching.len(),
+            expected.resources[0].0
+        );
+    };
+    assert_eq!(event.action, expected.action as i32, "action of {method}");
+    assert_eq!(
+        (event.actor_user.as_str(), event.credential.as_str()),
+        (user, credential),
+        "actor of {method}"
+    );
+    let resources: Vec<(String, Vec<String>)> =
+        event.resources.iter().map(|r| (r.resource.clone(), r.owners.clone())).collect();
+    let wanted: Vec<(String, Vec<String>)> = expected
+        .resources
+        .iter()
+        .map(|(name, owners)| {
+            ((*name).to_owned(), owners.iter().map(|code| format!("agencies/{code}")).collect())
+        })
+        .collect();
+    assert_eq!(resources, wanted, "resources of {method}");
+}
+
+/// Every kind of registry change reaches the audit service as an event of its own, with the
+/// action the event schema names for it, the acting agency, officer and credential, and the
+/// resources it changed: an agency's contacts; a credential issued, rotated and revoked; a
+/// center member joining and leaving; an agreement proposed, signed by each party, suspended,
+/// resumed, amended and revoked. The registry and the audit service run as separate servers on
+/// their own databases, so every event travels the outbox relay and AppendEvents.
+#[tokio::test]
+async fn every_registry_change_reaches_the_audit_log_with_its_actor() {
+    use interlock_api::audit::v1::Action;
+
+    let mut audit_databases = TestDatabase::each_backend().await.into_iter();
+    for database in TestDatabase::each_backend().await {
+        let audit_database = audit_databases.next().expect("as many audit databases");
+        let (registry, audit) = audited_registry(&database, &audit_database).await;
+        let url = registry.url();
+        let admin = registry.admin_channel().await;
+        let (dea, _) =
+            interlock_tests::register(&url, &admin, "DEA", "Drug Enforcement Administration").await;
+        let (ice, _) =
+            interlock_tests::register(&url, &admin, "ICE", "Immigration and Customs Enforcement").await;
+
+        // DEA's administrator changes its duty desk's number.
+        let mut update = agency("DEA", "Drug Enforcement Administration");
+        update.name = "agencies/DEA".into();
+        update.duty_desk.as_mut().unwrap().phone = "+12025550199".into();
+        AgencyServiceClient::new(dea.clone())
+            .update_agency(UpdateAgencyRequest {
+                agency: Some(update),
+                update_mask: Some(FieldMask { paths: vec!["duty_desk".into()] }),
+            })
+            .await
+            .unwrap();
+
+        // A credential issued, rotated and revoked.
+        let (gateway, _) =
+            interlock_tests::issue_credential(&dea, "DEA", "records-gateway", &[Role::AgencyMember]).await;
+        CredentialServiceClient::new(dea.clone())
+            .rotate_credential(RotateCredentialRequest {
+                name: gateway.clone(),
+                grace_period: None,
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        CredentialServiceClient::new(dea.clone())
+            .revoke_credential(RevokeCredentialRequest {
+                name: gateway.clone(),
+                reason: "gateway decommissioned".into(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+
+        // DEA joins and leaves IOC-2.
+        let mut centers = CenterServiceClient::new(admin.clone());
+        centers
+            .create_center(CreateCenterRequest {
+                center: Some(Center {
+                    center_id: "ioc-2".into(),
+                    display_name: "IOC-2".into(),
+                    ..Center::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap();
+        centers
+            .add_center_member(AddCenterMemberRequest {
+                center: "centers/ioc-2".into(),
+                agency: "agencies/DEA".into(),
+                ..AddCenterMemberRequest::default()
+            })
+            .await
+            .unwrap();
+        centers
+            .remove_center_member(RemoveCenterMemberRequest {
+                name: "centers/ioc-2/members/DEA".into(),
+                ..RemoveCenterMemberRequest::default()
+            })
+            .await
+            .unwrap();
+
+        // An agreement's lifecycle, each step by the party that takes it.
+        let agreement = create(&dea, bilateral("DEA", "ICE")).await.unwrap().name;
+        propose(&dea, &agreement).await;
+        sign(&dea, &agreement).await.unwrap();
+        sign(&ice, &agreement).await.unwrap();
+        let mut agreements = AgreementServiceClient::new(ice.clone());
+        agreements
+            .suspend_agreement(SuspendAgreementRequest {
+                name: agreement.clone(),
+                reason: "joint review".into(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        agreements
+            .resume_agreement(ResumeAgreementRequest {
+                name: agreement.clone(),
+                reason: "review closed".into(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        let mut amended = bilateral("DEA", "ICE");
+        amended.name = agreement.clone();
+        amended.display_name = "DEA–ICE memorandum of understanding, 2nd edition".into();
+        AgreementServiceClient::new(dea.clone())
+            .amend_agreement(AmendAgreementRequest {
+                agreement: Some(amended),
+                update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
+                change_note: "new title".into(),
+                ..AmendAgreementRequest::default()
+            })
+            .await
+            .unwrap();
+        AgreementServiceClient::new(dea.clone())
+            .revoke_agreement(RevokeAgreementRequest {
+                name: agreement.clone(),
+                reason: "superseded".into(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+
+        let events = registry_events(&database, &registry, &audit).await;
+        let dea_admin = ("DEA", "chief", "agencies/DEA/credentials/admin-backend");
+        let ice_admin = ("ICE", "chief", "agencies/ICE/credentials/admin-backend");
+        let operator = ("INTERLOCK", "", interlock_tests::BOOTSTRAP_ADMIN);
+        let parties: &[&str] = &["DEA", "ICE"];
+        let membership = [("centers/ioc-2", &["INTERLOCK"][..]), ("agencies/DEA", &["DEA"][..])];
+        let on_agreement = [(agreement.as_str(), parties)];
+        let on_gateway = [(gateway.as_str(), &["DEA"][..])];
+        let expectations = [
+            Expected {
+                method: "AgencyService/UpdateAgency",
+                action: Action::Update,
+                actor: dea_admin,
+                resources: &[("agencies/DEA", &["DEA"])],
+                detail: Some(("fields", "duty_desk")),
+            },
+            Expected {
+                method: "CredentialService/CreateCredential",
+                action: Action::CredentialChange,
+                actor: dea_admin,
+                resources: &on_gateway,
+                detail: Some(("roles", "ROLE_AGENCY_MEMBER")),
+            },
+            Expected {
+                method: "CredentialService/RotateCredential",
+                action: Action::CredentialChange,
+                actor: dea_admin,
+                resources: &on_gateway,
+                detail: None,
+            },
+            Expected {
+                method: "CredentialService/RevokeCredential",
+                action: Action::CredentialChange,
+                actor: dea_admin,
+                resources: &on_gateway,
+                detail: Some(("reason", "gateway decommissioned")),
+            },
+            Expected {
+                method: "CenterService/AddCenterMember",
+                action: Action::PrivilegedAction,
+                actor: operator,
+                resources: &membership,
+                detail: None,
+            },
+            Expected {
+                method: "CenterService/RemoveCenterMember",
+                action: Action::PrivilegedAction,
+                actor: operator,
+                resources: &membership,
+                detail: None,
+            },
+            Expected {
+                method: "AgreementService/ProposeAgreement",
+                action: Action::AgreementChange,
+                actor: dea_admin,
+                resources: &on_agreement,
+                detail: Some(("transition", "proposed")),
+            },
+            Expected {
+                method: "AgreementService/SignAgreement",
+                action: Action::AgreementChange,
+                actor: dea_admin,
+                resources: &on_agreement,
+                detail: Some(("state", "proposed")),
+            },
+            Expected {
+                method: "AgreementService/SignAgreement",
+                action: Action::AgreementChange,
+                actor: ice_admin,
+                resources: &on_agreement,
+                // The last signature is the one that made the agreement active.
+                detail: Some(("state", "active")),
+            },
+            Expected {
+                method: "AgreementService/SuspendAgreement",
+                action: Action::AgreementChange,
+                actor: ice_admin,
+                resources: &on_agreement,
+                detail: Some(("transition", "suspended")),
+            },
+            Expected {
+                method: "AgreementService/ResumeAgreement",
+                action: Action::AgreementChange,
+                actor: ice_admin,
+                resources: &on_agreement,
+                detail: Some(("transition", "resumed")),
+            },
+            Expected {
+                method: "AgreementService/AmendAgreement",
+                action: Action::AgreementChange,
+                actor: dea_admin,
+                resources: &on_agreement,
+                detail: Some(("pending_version", "2")),
+            },
+            Expected {
+                method: "AgreementService/RevokeAgreement",
+                action: Action::AgreementChange,
+                actor: dea_admin,
+                resources: &on_agreement,
+                detail: Some(("transition", "revoked")),
+            },
+        ];
+        for expected in &expectations {
+            assert_audited(&events, expected);
+        }
+        // Both signatures say what they were.
+        let signatures = events
+            .iter()
+            .filter(|e| e.method.ends_with("/SignAgreement"))
+            .map(|e| e.details.get("transition").map(String::as_str))
+            .collect::<Vec<_>>();
+        assert_eq!(signatures, [Some("signed"), Some("signed")]);
+    }
+}
