@@ -332,13 +332,18 @@ async fn a_revocation_reaches_a_grant_watcher_within_one_second() {
         }
         assert!(revoked_at.elapsed() < Duration::from_secs(1), "took {:?}", revoked_at.elapsed());
 
-        // A revoked agreement cannot be amended.
+        // A revoked agreement cannot be amended, and the attempt changes nothing: same version,
+        // state, etag and signatures, and no new version in the history.
+        let revoked = get_agreement(&dea, &agreement.name).await;
+        let history = versions_of(&dea, &agreement.name).await;
         let mut amended = bilateral("DEA", "ICE");
         amended.name = agreement.name.clone();
+        amended.display_name = "DEA–ICE memorandum of understanding, revived".into();
         let status = AgreementServiceClient::new(dea.clone())
             .amend_agreement(AmendAgreementRequest {
                 agreement: Some(amended),
                 update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
+                change_note: "revive it".into(),
                 ..AmendAgreementRequest::default()
             })
             .await
@@ -347,6 +352,18 @@ async fn a_revocation_reaches_a_grant_watcher_within_one_second() {
             (status.code(), reason(&status).as_str()),
             (Code::FailedPrecondition, "AGREEMENT_REVOKED")
         );
+        let reread = get_agreement(&dea, &agreement.name).await;
+        assert_eq!(
+            (reread.version, reread.pending_version, reread.state, &reread.etag),
+            (1, 0, AgreementState::Revoked as i32, &revoked.etag)
+        );
+        assert_eq!(signers(&reread.signatures), signers(&revoked.signatures));
+        assert_eq!(reread.signatures.len(), 2);
+        assert_eq!(reread, revoked, "nothing else changed either");
+        let reread_history = versions_of(&dea, &agreement.name).await;
+        assert_eq!(reread_history.len(), 1, "no version was added: {reread_history:#?}");
+        assert_eq!(reread_history, history);
+        assert_eq!(reread_history[0].state, AgreementVersionState::Ended as i32);
     }
 }
 
@@ -376,6 +393,76 @@ async fn bad_input_is_refused_and_changes_nothing() {
             .await
             .unwrap_err();
         assert_eq!(duplicate.code(), Code::AlreadyExists);
+
+        // Duplicate center id: refused, and the first center keeps its fields and members.
+        let mut centers = CenterServiceClient::new(mesh.admin().await);
+        centers
+            .create_center(CreateCenterRequest {
+                center: Some(Center {
+                    center_id: "ioc-2".into(),
+                    display_name: "IOC-2".into(),
+                    description: "International Organized Crime Intelligence and Operations Center".into(),
+                    ..Center::default()
+                }),
+                request_id: "create-ioc-2".into(),
+            })
+            .await
+            .unwrap();
+        centers
+            .add_center_member(AddCenterMemberRequest {
+                center: "centers/ioc-2".into(),
+                agency: "agencies/DEA".into(),
+                ..AddCenterMemberRequest::default()
+            })
+            .await
+            .unwrap();
+        let center = || async {
+            let mut centers = CenterServiceClient::new(mesh.admin().await);
+            let center = centers
+                .get_center(GetCenterRequest { name: "centers/ioc-2".into() })
+                .await
+                .unwrap()
+                .into_inner();
+            let members = centers
+                .list_center_members(ListCenterMembersRequest {
+                    parent: "centers/ioc-2".into(),
+                    show_former: true,
+                    ..ListCenterMembersRequest::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .members;
+            (center.center.unwrap(), members)
+        };
+        let (original, members) = center().await;
+        for request_id in ["", "create-ioc-2-again"] {
+            let duplicate = centers
+                .create_center(CreateCenterRequest {
+                    center: Some(Center {
+                        center_id: "ioc-2".into(),
+                        display_name: "Impostor center".into(),
+                        description: "replaced".into(),
+                        ..Center::default()
+                    }),
+                    request_id: request_id.into(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(
+                (duplicate.code(), reason(&duplicate).as_str()),
+                (Code::AlreadyExists, "ALREADY_EXISTS")
+            );
+        }
+        let (unchanged, unchanged_members) = center().await;
+        assert_eq!(
+            (unchanged.display_name.as_str(), unchanged.description.as_str(), unchanged.current_member_count),
+            ("IOC-2", "International Organized Crime Intelligence and Operations Center", 1)
+        );
+        assert_eq!(unchanged, original, "same fields, same etag");
+        assert_eq!(unchanged_members, members);
+        let listed = centers.list_centers(ListCentersRequest::default()).await.unwrap().into_inner().centers;
+        assert_eq!(listed, [original]);
 
         // Unknown agency, self-agreement, end before start, empty scope.
         let unknown = create(&dea, bilateral("DEA", "NSA")).await.unwrap_err();
@@ -1147,5 +1234,169 @@ async fn every_registry_change_reaches_the_audit_log_with_its_actor() {
             .map(|e| e.details.get("transition").map(String::as_str))
             .collect::<Vec<_>>();
         assert_eq!(signatures, [Some("signed"), Some("signed")]);
+    }
+}
+
+async fn get_agreement(channel: &AuthedChannel, name: &str) -> Agreement {
+    AgreementServiceClient::new(channel.clone())
+        .get_agreement(GetAgreementRequest { name: name.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .agreement
+        .unwrap()
+}
+
+async fn versions_of(channel: &AuthedChannel, name: &str) -> Vec<AgreementVersion> {
+    AgreementServiceClient::new(channel.clone())
+        .list_agreement_versions(ListAgreementVersionsRequest { parent: name.into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .versions
+}
+
+/// (signing agency, signing user, version signed) of each signature, in signing order.
+fn signers(signatures: &[Signature]) -> Vec<(&str, &str, i64)> {
+    signatures.iter().map(|s| (s.agency.as_str(), s.user.as_str(), s.version)).collect()
+}
+
+/// The grant `consumer` holds from `provider`.
+async fn grant_from(channel: &AuthedChannel, consumer: &str, provider: &str) -> Grant {
+    let grants = grants_of(channel, consumer).await;
+    let from: Vec<&Grant> = grants.iter().filter(|g| g.provider == format!("agencies/{provider}")).collect();
+    assert_eq!(from.len(), 1, "{consumer} holds one grant from {provider}: {grants:#?}");
+    from[0].clone()
+}
+
+/// An amendment of an active agreement is a new version that every party signs; until the last
+/// signature the version in force keeps applying, and afterwards the new one does — in the
+/// agreement, in the compiled grants and in the version history, with who signed which version
+/// when.
+#[tokio::test]
+async fn an_amendment_comes_into_force_when_every_party_has_signed_it() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let (ice, _) = register(&mesh, "ICE", "Immigration and Customs Enforcement").await;
+        let name = create(&dea, bilateral("DEA", "ICE")).await.unwrap().name;
+        propose(&dea, &name).await;
+        sign(&dea, &name).await.unwrap();
+        let original = sign(&ice, &name).await.unwrap();
+        assert_eq!((original.state, original.version), (AgreementState::Active as i32, 1));
+
+        // DEA proposes full access under a new title.
+        let mut terms = bilateral("DEA", "ICE");
+        terms.name = name.clone();
+        terms.display_name = "DEA–ICE memorandum of understanding, full access".into();
+        terms.scope = Some(scope(AccessLevel::Full));
+        let amended = AgreementServiceClient::new(dea.clone())
+            .amend_agreement(AmendAgreementRequest {
+                agreement: Some(terms),
+                update_mask: Some(FieldMask {
+                    paths: vec![
+                        "display_name".into(),
+                        "scope.access_level".into(),
+                        "scope.redacted_fields".into(),
+                    ],
+                }),
+                change_note: "Full access after the joint review".into(),
+                ..AmendAgreementRequest::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let proposed = amended.version.unwrap();
+        assert_eq!((proposed.version, proposed.state), (2, AgreementVersionState::Proposed as i32));
+        assert_eq!(proposed.name, format!("{name}/versions/2"));
+        assert!(proposed.signatures.is_empty());
+
+        // Version 1 stays in force while the amendment awaits signatures, even after one of them.
+        let in_force_until_signed = |agreement: &Agreement, awaiting: &[&str]| {
+            assert_eq!(agreement.state, AgreementState::Active as i32);
+            assert_eq!((agreement.version, agreement.pending_version), (1, 2));
+            assert_eq!(agreement.display_name, original.display_name);
+            assert_eq!(agreement.scope, original.scope);
+            assert_eq!(agreement.signatures, original.signatures, "the signatures of version 1");
+            assert_eq!(agreement.pending_signers, awaiting);
+        };
+        in_force_until_signed(&amended.agreement.unwrap(), &["agencies/DEA", "agencies/ICE"]);
+        in_force_until_signed(&get_agreement(&ice, &name).await, &["agencies/DEA", "agencies/ICE"]);
+        let dea_signed = AgreementServiceClient::new(dea.clone())
+            .sign_agreement(SignAgreementRequest { name: name.clone(), version: 2, etag: String::new() })
+            .await
+            .unwrap()
+            .into_inner();
+        in_force_until_signed(&dea_signed.agreement.unwrap(), &["agencies/ICE"]);
+        in_force_until_signed(&get_agreement(&ice, &name).await, &["agencies/ICE"]);
+        for (consumer, provider) in [("ICE", "DEA"), ("DEA", "ICE")] {
+            let grant = grant_from(&mesh.admin().await, consumer, provider).await;
+            assert_eq!((grant.agreement_version, grant.access_level), (1, AccessLevel::Redacted as i32));
+            assert_eq!(grant.redacted_fields, ["persons[role=ENTITY_ROLE_INFORMANT]"]);
+        }
+
+        // ICE's signature, the last one, brings version 2 into force.
+        let ice_signed = AgreementServiceClient::new(ice.clone())
+            .sign_agreement(SignAgreementRequest { name: name.clone(), version: 2, etag: String::new() })
+            .await
+            .unwrap()
+            .into_inner();
+        let now_in_force = get_agreement(&dea, &name).await;
+        assert_eq!(ice_signed.agreement.as_ref(), Some(&now_in_force));
+        assert_eq!(now_in_force.state, AgreementState::Active as i32);
+        assert_eq!((now_in_force.version, now_in_force.pending_version), (2, 0));
+        assert_eq!(now_in_force.display_name, "DEA–ICE memorandum of understanding, full access");
+        assert_eq!(now_in_force.scope, Some(scope(AccessLevel::Full)));
+        assert!(now_in_force.pending_signers.is_empty());
+        assert_eq!(
+            signers(&now_in_force.signatures),
+            [
+                ("agencies/DEA", "agencies/DEA/users/chief", 2),
+                ("agencies/ICE", "agencies/ICE/users/chief", 2)
+            ],
+            "the signatures of version 2"
+        );
+        assert_eq!(now_in_force.activate_time, original.activate_time, "first activation stays");
+        for (consumer, provider) in [("ICE", "DEA"), ("DEA", "ICE")] {
+            let grant = grant_from(&mesh.admin().await, consumer, provider).await;
+            assert_eq!((grant.agreement_version, grant.access_level), (2, AccessLevel::Full as i32));
+            assert!(grant.redacted_fields.is_empty());
+        }
+
+        // The history: both versions with their own signatures, readable by every party.
+        let versions = versions_of(&ice, &name).await;
+        assert_eq!(versions, versions_of(&dea, &name).await);
+        let [first, second] = versions.as_slice() else { panic!("two versions: {versions:#?}") };
+        assert_eq!((first.version, first.state), (1, AgreementVersionState::Superseded as i32));
+        assert_eq!((second.version, second.state), (2, AgreementVersionState::InForce as i32));
+        assert_eq!(first.signatures, original.signatures);
+        assert_eq!(
+            signers(&first.signatures),
+            [
+                ("agencies/DEA", "agencies/DEA/users/chief", 1),
+                ("agencies/ICE", "agencies/ICE/users/chief", 1)
+            ]
+        );
+        assert_eq!(second.signatures, now_in_force.signatures);
+        assert_eq!(second.signatures[0].sign_time, dea_signed.signature.unwrap().sign_time);
+        assert_eq!(second.signatures[1].sign_time, ice_signed.signature.unwrap().sign_time);
+        // Signed after it was proposed; in force at the last signature, when version 1 retired.
+        let micros = |time: &Option<prost_types::Timestamp>| {
+            time.as_ref().map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000)).expect("a time")
+        };
+        assert!(micros(&second.signatures[0].sign_time) >= micros(&second.propose_time));
+        assert!(micros(&second.signatures[0].sign_time) <= micros(&second.signatures[1].sign_time));
+        assert_eq!(second.in_force_time, second.signatures[1].sign_time);
+        assert_eq!(first.retire_time, second.in_force_time);
+        assert_eq!(first.in_force_time, original.activate_time);
+        assert_eq!(
+            (second.change_note.as_str(), second.author.as_str()),
+            ("Full access after the joint review", "agencies/DEA")
+        );
+        assert_eq!(first.author, "agencies/DEA");
+        assert_eq!(
+            (first.display_name.as_str(), first.scope.as_ref()),
+            (original.display_name.as_str(), original.scope.as_ref())
+        );
     }
 }
