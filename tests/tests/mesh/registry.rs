@@ -114,9 +114,10 @@ async fn propose(channel: &AuthedChannel, name: &str) -> Agreement {
         .unwrap()
 }
 
+/// Signs version 1, the version every agreement is first proposed at.
 async fn sign(channel: &AuthedChannel, name: &str) -> Result<Agreement, tonic::Status> {
     Ok(AgreementServiceClient::new(channel.clone())
-        .sign_agreement(SignAgreementRequest { name: name.into(), version: 0, etag: String::new() })
+        .sign_agreement(SignAgreementRequest { name: name.into(), version: 1, etag: String::new() })
         .await?
         .into_inner()
         .agreement
@@ -137,6 +138,13 @@ async fn grants_of(channel: &AuthedChannel, consumer: &str) -> Vec<Grant> {
 
 fn reason(status: &tonic::Status) -> String {
     status.get_error_details().error_info().map(|info| info.reason.clone()).unwrap_or_default()
+}
+
+/// The fields an INVALID_ARGUMENT status's BadRequest names.
+fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    let details = status.get_error_details();
+    let request = details.bad_request().expect("a BadRequest with field violations");
+    request.field_violations.iter().map(|v| v.field.clone()).collect()
 }
 
 #[tokio::test]
@@ -508,6 +516,17 @@ async fn bad_input_is_refused_and_changes_nothing() {
         sign(&dea, &agreement.name).await.unwrap();
         let twice = sign(&dea, &agreement.name).await.unwrap_err();
         assert_eq!((twice.code(), reason(&twice).as_str()), (Code::AlreadyExists, "ALREADY_SIGNED"));
+        // A signature names the version signed (> 0): never "whichever awaits".
+        let unversioned = AgreementServiceClient::new(ice.clone())
+            .sign_agreement(SignAgreementRequest {
+                name: agreement.name.clone(),
+                version: 0,
+                etag: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(unversioned.code(), Code::InvalidArgument);
+        assert_eq!(violated_fields(&unversioned), ["version"]);
         let stored = AgreementServiceClient::new(ice.clone())
             .get_agreement(GetAgreementRequest { name: agreement.name.clone() })
             .await

@@ -470,8 +470,8 @@ impl Agreement {
         Ok(())
     }
 
-    /// Signs for `actor.agency`. `required` lists the agencies whose signatures a pending version
-    /// needs (both agencies, or the center's current members); `version` 0 means "whichever awaits".
+    /// Signs `version` for `actor.agency`. `required` lists the agencies whose signatures a pending
+    /// version needs (both agencies, or the center's current members).
     pub fn sign(
         &mut self,
         actor: &Actor<'_>,
@@ -479,6 +479,11 @@ impl Agreement {
         required: &[String],
         now_us: i64,
     ) -> Result<SignOutcome> {
+        // The signer names the version it read, so a signature never lands on terms it did not
+        // see: there is no "whichever awaits", and a missing version is a malformed request.
+        if version <= 0 {
+            return Err(Error::invalid("version", "name the version you have read and sign (1 or more)"));
+        }
         self.refuse_if_terminal(now_us)?;
         let signature = |number| Signature {
             agency: actor.agency.to_owned(),
@@ -507,7 +512,7 @@ impl Agreement {
             ));
         };
         let number = self.versions[target].version;
-        if version != 0 && version != number {
+        if version != number {
             return Err(Error::precondition(
                 "VERSION_MISMATCH",
                 format!("version {number} awaits signatures, not version {version}"),

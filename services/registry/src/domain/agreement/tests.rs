@@ -107,7 +107,7 @@ fn lifecycle_draft_proposed_active_suspended_revoked() {
     let mut agreement = Agreement::new("a1".into(), "DEA", bilateral("DEA", "ICE"), "admin", 0);
     let required = ["DEA".to_string(), "ICE".to_string()];
     assert_eq!(agreement.state(1), AgreementState::Draft);
-    let err = agreement.sign(&actor("DEA"), 0, &required, 1).unwrap_err();
+    let err = agreement.sign(&actor("DEA"), 1, &required, 1).unwrap_err();
     assert!(matches!(err, Error::FailedPrecondition { reason: "NOTHING_TO_SIGN", .. }));
 
     agreement.propose(2).unwrap();
@@ -148,6 +148,23 @@ fn lifecycle_draft_proposed_active_suspended_revoked() {
         agreement.amend(bilateral("DEA", "ICE"), "", "x", 10),
         Err(Error::FailedPrecondition { reason: "AGREEMENT_REVOKED", .. })
     ));
+}
+
+#[test]
+fn a_signature_names_the_version_signed() {
+    let mut agreement = Agreement::new("a1".into(), "DEA", bilateral("DEA", "ICE"), "admin", 0);
+    let required = ["DEA".to_string(), "ICE".to_string()];
+    agreement.propose(1).unwrap();
+    for version in [0, -1] {
+        let Err(Error::InvalidArgument(violations)) = agreement.sign(&actor("DEA"), version, &required, 2)
+        else {
+            panic!("version {version} must be refused as an invalid argument");
+        };
+        let fields: Vec<&str> = violations.violations().iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, ["version"]);
+    }
+    assert!(agreement.versions[0].signatures.is_empty(), "nothing was signed");
+    assert_eq!(agreement.sign(&actor("DEA"), 1, &required, 3).unwrap(), SignOutcome::Recorded);
 }
 
 #[test]
