@@ -540,12 +540,96 @@ async fn bad_input_is_refused_and_changes_nothing() {
         let stale = AgreementServiceClient::new(ice.clone())
             .suspend_agreement(SuspendAgreementRequest {
                 name: agreement.name.clone(),
-                reason: String::new(),
+                reason: "audit finding".into(),
                 etag: "\"1\"".into(),
             })
             .await
             .unwrap_err();
         assert_eq!(stale.code(), Code::Aborted);
+    }
+}
+
+/// Suspending, resuming, revoking and withdrawing an amendment each need a reason, which the other
+/// parties read and the audit log keeps, and an amendment a change note: without one (or with a
+/// reason of more than 1000 characters) the call is INVALID_ARGUMENT naming the field, and the
+/// agreement is unchanged.
+#[tokio::test]
+async fn a_party_says_why_it_suspends_resumes_revokes_or_withdraws() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let (ice, _) = register(&mesh, "ICE", "Immigration and Customs Enforcement").await;
+        let name = create(&dea, bilateral("DEA", "ICE")).await.unwrap().name;
+        propose(&dea, &name).await;
+        sign(&dea, &name).await.unwrap();
+        sign(&ice, &name).await.unwrap();
+        let mut ice_agreements = AgreementServiceClient::new(ice.clone());
+        ice_agreements
+            .suspend_agreement(SuspendAgreementRequest {
+                name: name.clone(),
+                reason: "joint review".into(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        let suspended = get_agreement(&ice, &name).await;
+        assert_eq!(suspended.state, AgreementState::Suspended as i32);
+
+        let resume = |reason: String| {
+            let mut agreements = ice_agreements.clone();
+            let name = name.clone();
+            async move {
+                agreements
+                    .resume_agreement(ResumeAgreementRequest { name, reason, etag: String::new() })
+                    .await
+            }
+        };
+        for reason in [String::new(), "   ".into(), "x".repeat(1001)] {
+            let refused = resume(reason).await.unwrap_err();
+            assert_eq!(refused.code(), Code::InvalidArgument);
+            assert_eq!(violated_fields(&refused), ["reason"]);
+        }
+        let mut dea_agreements = AgreementServiceClient::new(dea.clone());
+        let refusals = [
+            dea_agreements
+                .suspend_agreement(SuspendAgreementRequest { name: name.clone(), ..Default::default() })
+                .await
+                .unwrap_err(),
+            dea_agreements
+                .revoke_agreement(RevokeAgreementRequest { name: name.clone(), ..Default::default() })
+                .await
+                .unwrap_err(),
+            dea_agreements
+                .withdraw_amendment(WithdrawAmendmentRequest { name: name.clone(), ..Default::default() })
+                .await
+                .unwrap_err(),
+        ];
+        let mut retitled = suspended.clone();
+        retitled.display_name = "DEA–ICE memorandum of understanding, 2nd edition".into();
+        let unexplained = dea_agreements
+            .amend_agreement(AmendAgreementRequest {
+                agreement: Some(retitled),
+                update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
+                change_note: String::new(),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (unexplained.code(), violated_fields(&unexplained)),
+            (Code::InvalidArgument, vec!["change_note".into()]),
+            "an amendment says what changes and why"
+        );
+        for refused in &refusals {
+            assert_eq!(
+                (refused.code(), violated_fields(refused)),
+                (Code::InvalidArgument, vec!["reason".into()])
+            );
+        }
+        assert_eq!(get_agreement(&ice, &name).await, suspended, "still suspended by ICE alone, same etag");
+
+        let resumed = resume("review closed".into()).await.unwrap().into_inner().agreement.unwrap();
+        assert_eq!(resumed.state, AgreementState::Active as i32);
     }
 }
 
@@ -1226,7 +1310,8 @@ async fn every_registry_change_reaches_the_audit_log_with_its_actor() {
                 action: Action::AgreementChange,
                 actor: ice_admin,
                 resources: &on_agreement,
-                detail: Some(("transition", "resumed")),
+                // Why the suspension was lifted is audited (ResumeAgreementRequest.reason).
+                detail: Some(("reason", "review closed")),
             },
             Expected {
                 method: "AgreementService/AmendAgreement",

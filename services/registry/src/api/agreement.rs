@@ -15,7 +15,7 @@ use crate::domain::agreement::{
 };
 use crate::domain::grants::{self, ChangeKind};
 use crate::error::Error;
-use crate::service::agreements::Transition;
+use crate::service::agreements::{AgreementChange, Transition};
 use crate::store::{Resource, Versioned};
 
 pub(super) fn server(registry: Arc<Registry>) -> AgreementServiceServer<AgreementApi> {
@@ -117,8 +117,7 @@ impl AgreementService for AgreementApi {
             .act_on_agreement(
                 &caller,
                 id,
-                Transition::Proposed,
-                &request.etag,
+                AgreementChange { transition: Transition::Proposed, etag: &request.etag, reason: "" },
                 |agreement, _, required, now| {
                     if agreement.terms().center().is_some() && required.len() < 2 {
                         return Err(Error::precondition(
@@ -169,8 +168,11 @@ impl AgreementService for AgreementApi {
             .act_on_agreement(
                 &caller,
                 id,
-                Transition::Suspended,
-                &request.etag,
+                AgreementChange {
+                    transition: Transition::Suspended,
+                    etag: &request.etag,
+                    reason: &request.reason,
+                },
                 |agreement, actor, _, now| agreement.suspend(actor, &request.reason, now),
             )
             .await?;
@@ -186,9 +188,16 @@ impl AgreementService for AgreementApi {
         let id = agreement_id(&request.name, "name")?;
         let (agreement, ()) = self
             .registry
-            .act_on_agreement(&caller, id, Transition::Resumed, &request.etag, |agreement, actor, _, now| {
-                agreement.resume(actor, now)
-            })
+            .act_on_agreement(
+                &caller,
+                id,
+                AgreementChange {
+                    transition: Transition::Resumed,
+                    etag: &request.etag,
+                    reason: &request.reason,
+                },
+                |agreement, actor, _, now| agreement.resume(actor, now),
+            )
             .await?;
         Ok(Response::new(ResumeAgreementResponse { agreement: Some(to_proto(&agreement)) }))
     }
@@ -202,9 +211,16 @@ impl AgreementService for AgreementApi {
         let id = agreement_id(&request.name, "name")?;
         let (agreement, ()) = self
             .registry
-            .act_on_agreement(&caller, id, Transition::Revoked, &request.etag, |agreement, actor, _, now| {
-                agreement.revoke(actor, &request.reason, now)
-            })
+            .act_on_agreement(
+                &caller,
+                id,
+                AgreementChange {
+                    transition: Transition::Revoked,
+                    etag: &request.etag,
+                    reason: &request.reason,
+                },
+                |agreement, actor, _, now| agreement.revoke(actor, &request.reason, now),
+            )
             .await?;
         Ok(Response::new(RevokeAgreementResponse { agreement: Some(to_proto(&agreement)) }))
     }
@@ -242,8 +258,11 @@ impl AgreementService for AgreementApi {
             .act_on_agreement(
                 &caller,
                 id,
-                Transition::AmendmentWithdrawn,
-                &request.etag,
+                AgreementChange {
+                    transition: Transition::AmendmentWithdrawn,
+                    etag: &request.etag,
+                    reason: &request.reason,
+                },
                 |agreement, _, _, now| agreement.withdraw_amendment(now),
             )
             .await?;

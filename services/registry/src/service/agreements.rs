@@ -13,7 +13,8 @@ use super::{check_etag, new_id};
 use crate::Registry;
 use crate::domain::agency::{Agency, agency_name};
 use crate::domain::agreement::{
-    Actor, Agreement, AgreementState, Parties, SignOutcome, Terms, Version, VersionState, agreement_name,
+    Actor, Agreement, AgreementState, MAX_CHANGE_NOTE_CHARS, MAX_REASON_CHARS, Parties, SignOutcome, Terms,
+    Version, VersionState, agreement_name, check_explanation,
 };
 use crate::domain::center::Center;
 use crate::domain::grants::{self, Grant, World};
@@ -54,6 +55,18 @@ impl Transition {
         }
     }
 
+    /// The changes whose request carries a `reason` the proto requires (shown to the other
+    /// parties and audited).
+    fn needs_reason(self) -> bool {
+        matches!(
+            self,
+            Transition::Suspended
+                | Transition::Resumed
+                | Transition::Revoked
+                | Transition::AmendmentWithdrawn
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Transition::Created => "created",
@@ -68,6 +81,19 @@ impl Transition {
         }
     }
 }
+
+/// A party's action on an agreement: what it does, the etag it read (empty: don't check), and
+/// why (required for the changes that take a reason; empty otherwise).
+pub struct AgreementChange<'a> {
+    pub transition: Transition,
+    pub etag: &'a str,
+    pub reason: &'a str,
+}
+
+/// Audit detail values hold at most 512 characters (longer ones would get the whole event
+/// rejected by the audit service): a longer reason is kept whole on the agreement where the
+/// proto stores it, and cut here.
+const MAX_AUDITED_REASON_CHARS: usize = 512;
 
 /// Centers by id and suspended agency codes: what grants and party checks depend on.
 pub struct Membership {
@@ -284,16 +310,21 @@ impl Registry {
         Ok(agreements)
     }
 
-    /// Applies a party's action to an agreement, recorded as `transition`. `apply` gets the
-    /// agreement, the acting party, the signatures the pending version needs, and the time.
+    /// Applies a party's action to an agreement, recorded as `change.transition` with its
+    /// reason. `apply` gets the agreement, the acting party, the signatures the pending version
+    /// needs, and the time.
     pub async fn act_on_agreement<R>(
         &self,
         caller: &Caller,
         agreement_id: &str,
-        transition: Transition,
-        etag: &str,
+        change: AgreementChange<'_>,
         mut apply: impl FnMut(&mut Agreement, &Actor<'_>, &[String], i64) -> Result<R>,
     ) -> Result<(Versioned<Agreement>, R)> {
+        let AgreementChange { transition, etag, reason } = change;
+        if transition.needs_reason() {
+            check_explanation("reason", reason, MAX_REASON_CHARS)?;
+        }
+        let audited_reason: String = reason.chars().take(MAX_AUDITED_REASON_CHARS).collect();
         let user = caller.user.clone().unwrap_or_default();
         let actor = Actor { agency: &caller.agency, credential: &caller.credential, user: &user };
         let mut attempts = 0;
@@ -309,7 +340,9 @@ impl Registry {
             let result = apply(&mut agreement, &actor, &required, now)?;
             let mut commit = Commit::default();
             commit.update(&agreement, current.revision);
-            let event = self.agreement_event(transition, caller, &agreement, &membership, now);
+            let event = self
+                .agreement_event(transition, caller, &agreement, &membership, now)
+                .detail("reason", audited_reason.as_str());
             match self.commit_audited(commit, event).await {
                 Ok(_) => return Ok((Versioned { value: agreement, revision: current.revision + 1 }, result)),
                 Err(Error::Aborted(_)) if attempts < 3 && etag.is_empty() => attempts += 1,
@@ -332,7 +365,8 @@ impl Registry {
         let (current, _) = self.get_agreement(caller, agreement_id).await?;
         let terms = edit(current.value.terms());
         self.check_terms(&terms, now_micros()).await?;
-        self.act_on_agreement(caller, agreement_id, Transition::Updated, etag, |agreement, _, _, now| {
+        let change = AgreementChange { transition: Transition::Updated, etag, reason: "" };
+        self.act_on_agreement(caller, agreement_id, change, |agreement, _, _, now| {
             agreement.update_draft(terms.clone(), now)
         })
         .await
@@ -361,13 +395,10 @@ impl Registry {
                 format!("{user_id} is not a registered, active administrator of {}", caller.agency),
             ));
         }
-        self.act_on_agreement(
-            caller,
-            agreement_id,
-            Transition::Signed,
-            etag,
-            |agreement, actor, required, now| agreement.sign(actor, version, required, now),
-        )
+        let change = AgreementChange { transition: Transition::Signed, etag, reason: "" };
+        self.act_on_agreement(caller, agreement_id, change, |agreement, actor, required, now| {
+            agreement.sign(actor, version, required, now)
+        })
         .await
     }
 
@@ -379,11 +410,13 @@ impl Registry {
         change_note: &str,
         edit: impl Fn(&Terms) -> Terms,
     ) -> Result<(Versioned<Agreement>, Version)> {
+        check_explanation("change_note", change_note, MAX_CHANGE_NOTE_CHARS)?;
         let (current, _) = self.get_agreement(caller, agreement_id).await?;
         let terms = edit(current.value.terms());
         self.check_terms(&terms, now_micros()).await?;
         let author = author(caller);
-        self.act_on_agreement(caller, agreement_id, Transition::Amended, "", |agreement, _, _, now| {
+        let change = AgreementChange { transition: Transition::Amended, etag: "", reason: "" };
+        self.act_on_agreement(caller, agreement_id, change, |agreement, _, _, now| {
             agreement.amend(terms.clone(), change_note, &author, now).cloned()
         })
         .await
