@@ -633,6 +633,89 @@ async fn a_party_says_why_it_suspends_resumes_revokes_or_withdraws() {
     }
 }
 
+/// A center agreement names the members whose signature it still awaits: on the proposal, each
+/// current member until it signs; once in force, a member that joined later (it takes no part
+/// until it signs the version in force); on an amendment, every current member again.
+#[tokio::test]
+async fn a_center_agreement_names_the_members_whose_signature_it_awaits() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let (ice, _) = register(&mesh, "ICE", "Immigration and Customs Enforcement").await;
+        let (fbi, _) = register(&mesh, "FBI", "Federal Bureau of Investigation").await;
+        let mut centers = CenterServiceClient::new(mesh.admin().await);
+        centers
+            .create_center(CreateCenterRequest {
+                center: Some(Center {
+                    center_id: "ocdetf-fusion-center".into(),
+                    display_name: "OCDETF Fusion Center".into(),
+                    ..Center::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap();
+        let join = |code: &str| AddCenterMemberRequest {
+            center: "centers/ocdetf-fusion-center".into(),
+            agency: format!("agencies/{code}"),
+            ..AddCenterMemberRequest::default()
+        };
+        for code in ["DEA", "ICE"] {
+            centers.add_center_member(join(code)).await.unwrap();
+        }
+        let fusion = Agreement {
+            display_name: "OCDETF Fusion Center information sharing".into(),
+            parties: vec![AgreementParty {
+                party: "centers/ocdetf-fusion-center".into(),
+                role: PartyRole::Both as i32,
+            }],
+            scope: Some(scope(AccessLevel::Pointer)),
+            ..Agreement::default()
+        };
+        let name = create(&dea, fusion).await.unwrap().name;
+        assert!(get_agreement(&dea, &name).await.pending_signers.is_empty(), "a draft awaits no one");
+        let proposed = propose(&dea, &name).await;
+        assert_eq!(proposed.pending_signers, ["agencies/DEA", "agencies/ICE"]);
+        assert_eq!(sign(&dea, &name).await.unwrap().pending_signers, ["agencies/ICE"]);
+        let listed = AgreementServiceClient::new(ice.clone())
+            .list_agreements(ListAgreementsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .agreements;
+        assert_eq!(listed[0].pending_signers, ["agencies/ICE"], "listed as read");
+        let active = sign(&ice, &name).await.unwrap();
+        assert_eq!(active.state, AgreementState::Active as i32);
+        assert!(active.pending_signers.is_empty());
+
+        // FBI joins after activation: in force, but FBI takes no part until it signs version 1.
+        centers.add_center_member(join("FBI")).await.unwrap();
+        let joined = get_agreement(&dea, &name).await;
+        assert_eq!(
+            (joined.state, joined.pending_signers.as_slice()),
+            (AgreementState::Active as i32, &["agencies/FBI".to_owned()][..])
+        );
+        assert!(sign(&fbi, &name).await.unwrap().pending_signers.is_empty());
+
+        // An amendment awaits every current member.
+        let mut amended = get_agreement(&dea, &name).await;
+        amended.display_name = "OCDETF Fusion Center information sharing, 2nd edition".into();
+        let amended = AgreementServiceClient::new(dea.clone())
+            .amend_agreement(AmendAgreementRequest {
+                agreement: Some(amended),
+                update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
+                change_note: "new title".into(),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .agreement
+            .unwrap();
+        assert_eq!(amended.pending_signers, ["agencies/DEA", "agencies/ICE", "agencies/FBI"]);
+    }
+}
+
 #[tokio::test]
 async fn suspended_agencies_and_revoked_credentials_are_locked_out() {
     for database in TestDatabase::each_backend().await {

@@ -9,14 +9,15 @@ use tonic::{Request, Response, Status};
 use super::convert::{mask_paths, micros, opt_ts, required, ts};
 use super::{after, page};
 use crate::Registry;
+use crate::domain::agency::agency_name;
 use crate::domain::agreement::{
     Agreement, AgreementState, Party, PartyRole, Scope, Signature, Terms, Version, VersionState,
     agreement_id_from_name,
 };
 use crate::domain::grants::{self, ChangeKind};
 use crate::error::Error;
-use crate::service::agreements::{AgreementChange, Transition};
-use crate::store::{Resource, Versioned};
+use crate::service::agreements::{AgreementChange, AgreementView, Transition};
+use crate::store::Resource;
 
 pub(super) fn server(registry: Arc<Registry>) -> AgreementServiceServer<AgreementApi> {
     AgreementServiceServer::new(AgreementApi { registry })
@@ -50,8 +51,8 @@ impl AgreementService for AgreementApi {
         request: Request<GetAgreementRequest>,
     ) -> Result<Response<GetAgreementResponse>, Status> {
         let caller = Caller::of(&request)?.clone();
-        let (agreement, _) =
-            self.registry.get_agreement(&caller, agreement_id(&request.get_ref().name, "name")?).await?;
+        let agreement =
+            self.registry.show_agreement(&caller, agreement_id(&request.get_ref().name, "name")?).await?;
         Ok(Response::new(GetAgreementResponse { agreement: Some(to_proto(&agreement)) }))
     }
 
@@ -74,11 +75,11 @@ impl AgreementService for AgreementApi {
         let start = if after.is_empty() {
             0
         } else {
-            listed.iter().position(|a| a.value.name() == after).map_or(0, |i| i + 1)
+            listed.iter().position(|a| a.agreement.value.name() == after).map_or(0, |i| i + 1)
         };
         let (agreements, next_page_token) =
             page(listed.into_iter().skip(start).take(limit as usize + 1).collect(), limit, |a| {
-                a.value.name()
+                a.agreement.value.name()
             });
         Ok(Response::new(ListAgreementsResponse {
             agreements: agreements.iter().map(to_proto).collect(),
@@ -146,6 +147,7 @@ impl AgreementService for AgreementApi {
         let (agreement, _) =
             self.registry.sign_agreement(&caller, id, request.version, &request.etag).await?;
         let signature = agreement
+            .agreement
             .value
             .versions
             .iter()
@@ -241,7 +243,7 @@ impl AgreementService for AgreementApi {
             .amend_agreement(&caller, &id, &request.change_note, |current| merge(current, &incoming, &paths))
             .await?;
         Ok(Response::new(AmendAgreementResponse {
-            version: Some(version_to_proto(&agreement.value, &version)),
+            version: Some(version_to_proto(&agreement.agreement.value, &version)),
             agreement: Some(to_proto(&agreement)),
         }))
     }
@@ -522,22 +524,12 @@ fn signature_to_proto(signature: &Signature) -> pb::Signature {
     }
 }
 
-fn to_proto(stored: &Versioned<Agreement>) -> pb::Agreement {
+fn to_proto(view: &AgreementView) -> pb::Agreement {
+    let stored = &view.agreement;
     let agreement = &stored.value;
     let now = now_micros();
     let current = agreement.current();
     let pending = agreement.pending();
-    let pending_signers = match pending {
-        Some(version) => agreement
-            .terms()
-            .parties
-            .iter()
-            .filter(|p| p.party.starts_with("agencies/"))
-            .map(|p| p.party.clone())
-            .filter(|party| !version.signed_by(party.trim_start_matches("agencies/")))
-            .collect(),
-        None => Vec::new(),
-    };
     pb::Agreement {
         name: agreement.name(),
         display_name: current.terms.display_name.clone(),
@@ -551,7 +543,7 @@ fn to_proto(stored: &Versioned<Agreement>) -> pb::Agreement {
         pending_version: pending.filter(|p| p.version != current.version).map_or(0, |p| p.version),
         // The signatures of the version shown: those of other versions are in the version history.
         signatures: current.signatures.iter().map(signature_to_proto).collect(),
-        pending_signers,
+        pending_signers: view.pending_signers.iter().map(|code| agency_name(code)).collect(),
         suspensions: agreement
             .suspensions
             .iter()

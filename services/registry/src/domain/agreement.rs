@@ -451,6 +451,20 @@ impl Agreement {
         }
     }
 
+    /// Of `required` (the agencies whose signatures the agreement needs now: both agencies, or
+    /// the center's current members), those that have not signed the version awaiting signatures;
+    /// with none awaiting, those that have not signed the version in force (for a center, members
+    /// that joined later and take no part until they sign it). Nobody once the agreement has ended.
+    pub fn unsigned<'r>(&self, required: &'r [String], now_us: i64) -> Vec<&'r str> {
+        if matches!(self.state(now_us), AgreementState::Revoked | AgreementState::Expired) {
+            return Vec::new();
+        }
+        let Some(version) = self.pending().or_else(|| self.in_force()) else {
+            return Vec::new();
+        };
+        required.iter().map(String::as_str).filter(|agency| !version.signed_by(agency)).collect()
+    }
+
     fn refuse_if_terminal(&self, now_us: i64) -> Result<()> {
         match self.state(now_us) {
             AgreementState::Revoked => {

@@ -95,6 +95,14 @@ pub struct AgreementChange<'a> {
 /// proto stores it, and cut here.
 const MAX_AUDITED_REASON_CHARS: usize = 512;
 
+/// An agreement as a caller sees it: the stored document, and the agencies (codes) whose
+/// signature it still awaits, which depend on the center's membership when it is read, not on
+/// the document alone.
+pub struct AgreementView {
+    pub agreement: Versioned<Agreement>,
+    pub pending_signers: Vec<String>,
+}
+
 /// Centers by id and suspended agency codes: what grants and party checks depend on.
 pub struct Membership {
     pub centers: HashMap<String, Center>,
@@ -117,6 +125,14 @@ impl Membership {
                 .unwrap_or_default(),
             None => Vec::new(),
         }
+    }
+
+    /// `agreement` with the signatures it awaits now.
+    pub fn view(&self, agreement: Versioned<Agreement>, now_us: i64) -> AgreementView {
+        let required = self.required_signers(agreement.value.terms(), now_us);
+        let pending_signers =
+            agreement.value.unsigned(&required, now_us).into_iter().map(str::to_owned).collect();
+        AgreementView { agreement, pending_signers }
     }
 
     /// Whether `agency` is a party now (for a center: a current member).
@@ -173,12 +189,12 @@ impl Registry {
         caller: &Caller,
         terms: Terms,
         request_id: Option<&str>,
-    ) -> Result<Versioned<Agreement>> {
+    ) -> Result<AgreementView> {
         let now = now_micros();
         if let Some(id) = request_id
             && let Some(existing) = self.repo.get_by_request_id::<Agreement>(id).await?
         {
-            return Ok(existing);
+            return Ok(self.membership().await?.view(existing, now));
         }
         self.check_terms(&terms, now).await?;
         let membership = self.membership().await?;
@@ -188,7 +204,7 @@ impl Registry {
         commit.insert(&agreement, request_id);
         let event = self.agreement_event(Transition::Created, caller, &agreement, &membership, now);
         self.commit_audited(commit, event).await?;
-        Ok(Versioned { value: agreement, revision: 1 })
+        Ok(membership.view(Versioned { value: agreement, revision: 1 }, now))
     }
 
     /// Field rules, then the parties' existence and standing.
@@ -285,13 +301,19 @@ impl Registry {
         Ok((agreement, membership))
     }
 
+    /// An agreement the caller may see, as it sees it.
+    pub async fn show_agreement(&self, caller: &Caller, agreement_id: &str) -> Result<AgreementView> {
+        let (agreement, membership) = self.get_agreement(caller, agreement_id).await?;
+        Ok(membership.view(agreement, now_micros()))
+    }
+
     /// Agreements visible to the caller, optionally filtered by state and party, newest first.
     pub async fn list_agreements(
         &self,
         caller: &Caller,
         state: Option<AgreementState>,
         party: Option<&str>,
-    ) -> Result<Vec<Versioned<Agreement>>> {
+    ) -> Result<Vec<AgreementView>> {
         let now = now_micros();
         let membership = self.membership().await?;
         let mut agreements: Vec<Versioned<Agreement>> = self
@@ -307,7 +329,7 @@ impl Registry {
             (b.value.create_time_us, &b.value.agreement_id)
                 .cmp(&(a.value.create_time_us, &a.value.agreement_id))
         });
-        Ok(agreements)
+        Ok(agreements.into_iter().map(|agreement| membership.view(agreement, now)).collect())
     }
 
     /// Applies a party's action to an agreement, recorded as `change.transition` with its
@@ -319,7 +341,7 @@ impl Registry {
         agreement_id: &str,
         change: AgreementChange<'_>,
         mut apply: impl FnMut(&mut Agreement, &Actor<'_>, &[String], i64) -> Result<R>,
-    ) -> Result<(Versioned<Agreement>, R)> {
+    ) -> Result<(AgreementView, R)> {
         let AgreementChange { transition, etag, reason } = change;
         if transition.needs_reason() {
             check_explanation("reason", reason, MAX_REASON_CHARS)?;
@@ -344,7 +366,10 @@ impl Registry {
                 .agreement_event(transition, caller, &agreement, &membership, now)
                 .detail("reason", audited_reason.as_str());
             match self.commit_audited(commit, event).await {
-                Ok(_) => return Ok((Versioned { value: agreement, revision: current.revision + 1 }, result)),
+                Ok(_) => {
+                    let changed = Versioned { value: agreement, revision: current.revision + 1 };
+                    return Ok((membership.view(changed, now), result));
+                }
                 Err(Error::Aborted(_)) if attempts < 3 && etag.is_empty() => attempts += 1,
                 Err(error) => return Err(error),
             }
@@ -358,7 +383,7 @@ impl Registry {
         agreement_id: &str,
         etag: &str,
         edit: impl Fn(&Terms) -> Terms,
-    ) -> Result<Versioned<Agreement>> {
+    ) -> Result<AgreementView> {
         if etag.is_empty() {
             return Err(Error::invalid("agreement.etag", "is required to edit a draft"));
         }
@@ -381,7 +406,7 @@ impl Registry {
         agreement_id: &str,
         version: i64,
         etag: &str,
-    ) -> Result<(Versioned<Agreement>, SignOutcome)> {
+    ) -> Result<(AgreementView, SignOutcome)> {
         // Party first: a stranger learns nothing about signing rules of an agreement it isn't party to.
         let (current, membership) = self.get_agreement(caller, agreement_id).await?;
         self.require_acting_party(caller, &membership, current.value.terms(), now_micros())?;
@@ -409,7 +434,7 @@ impl Registry {
         agreement_id: &str,
         change_note: &str,
         edit: impl Fn(&Terms) -> Terms,
-    ) -> Result<(Versioned<Agreement>, Version)> {
+    ) -> Result<(AgreementView, Version)> {
         check_explanation("change_note", change_note, MAX_CHANGE_NOTE_CHARS)?;
         let (current, _) = self.get_agreement(caller, agreement_id).await?;
         let terms = edit(current.value.terms());

@@ -228,6 +228,12 @@ fn agreements_expire_at_their_end_time() {
     agreement.sign(&actor("ICE"), 1, &required, 3).unwrap();
     assert_eq!(agreement.state(99), AgreementState::Active);
     assert_eq!(agreement.state(100), AgreementState::Expired);
+    // An amendment left unsigned at the end awaits no one any more: nothing can be signed.
+    let mut retitled = agreement.current().terms.clone();
+    retitled.display_name = "renamed".into();
+    agreement.amend(retitled, "rename", "DEA", 50).unwrap();
+    assert_eq!(agreement.unsigned(&required, 99), ["DEA", "ICE"]);
+    assert!(agreement.unsigned(&required, 100).is_empty());
     assert!(matches!(
         agreement.suspend(&actor("DEA"), "", 101),
         Err(Error::FailedPrecondition { reason: "AGREEMENT_EXPIRED", .. })
