@@ -346,6 +346,7 @@ async fn a_revocation_reaches_a_grant_watcher_within_one_second() {
         let history = versions_of(&dea, &agreement.name).await;
         let mut amended = bilateral("DEA", "ICE");
         amended.name = agreement.name.clone();
+        amended.etag = revoked.etag.clone();
         amended.display_name = "DEA–ICE memorandum of understanding, revived".into();
         let status = AgreementServiceClient::new(dea.clone())
             .amend_agreement(AmendAgreementRequest {
@@ -713,6 +714,58 @@ async fn a_center_agreement_names_the_members_whose_signature_it_awaits() {
             .agreement
             .unwrap();
         assert_eq!(amended.pending_signers, ["agencies/DEA", "agencies/ICE", "agencies/FBI"]);
+    }
+}
+
+/// An amendment is made against the agreement its author read: the etag is required, and a stale
+/// one is ABORTED and proposes nothing, so an amendment never lands on terms changed since.
+#[tokio::test]
+async fn an_amendment_is_made_against_the_agreement_as_read() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let (ice, _) = register(&mesh, "ICE", "Immigration and Customs Enforcement").await;
+        let name = create(&dea, bilateral("DEA", "ICE")).await.unwrap().name;
+        propose(&dea, &name).await;
+        sign(&dea, &name).await.unwrap();
+        sign(&ice, &name).await.unwrap();
+        let mut dea_agreements = AgreementServiceClient::new(dea.clone());
+        let amend = |agreement: &Agreement, request_id: &str| AmendAgreementRequest {
+            agreement: Some(agreement.clone()),
+            update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
+            change_note: "new title".into(),
+            request_id: request_id.into(),
+        };
+        let mut retitled = get_agreement(&dea, &name).await;
+        retitled.display_name = "DEA–ICE memorandum of understanding, 2nd edition".into();
+
+        let unversioned = Agreement { etag: String::new(), ..retitled.clone() };
+        let missing = dea_agreements.amend_agreement(amend(&unversioned, "")).await.unwrap_err();
+        assert_eq!(
+            (missing.code(), violated_fields(&missing)),
+            (Code::InvalidArgument, vec!["agreement.etag".into()])
+        );
+
+        // ICE suspends the agreement after DEA read it: DEA's etag is stale.
+        AgreementServiceClient::new(ice.clone())
+            .suspend_agreement(SuspendAgreementRequest {
+                name: name.clone(),
+                reason: "joint review".into(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        let changed = get_agreement(&dea, &name).await;
+        let stale = dea_agreements.amend_agreement(amend(&retitled, "")).await.unwrap_err();
+        assert_eq!((stale.code(), reason(&stale).as_str()), (Code::Aborted, "ETAG_MISMATCH"));
+        assert_eq!(get_agreement(&dea, &name).await, changed, "nothing was proposed");
+        assert_eq!(versions_of(&dea, &name).await.len(), 1);
+
+        // Read again, amended.
+        retitled.etag = changed.etag.clone();
+        let amended = dea_agreements.amend_agreement(amend(&retitled, "")).await.unwrap().into_inner();
+        assert_eq!(amended.version.unwrap().version, 2);
+        assert_eq!(amended.agreement.unwrap().pending_version, 2);
     }
 }
 
@@ -1289,6 +1342,7 @@ async fn every_registry_change_reaches_the_audit_log_with_its_actor() {
             .unwrap();
         let mut amended = bilateral("DEA", "ICE");
         amended.name = agreement.clone();
+        amended.etag = get_agreement(&dea, &agreement).await.etag;
         amended.display_name = "DEA–ICE memorandum of understanding, 2nd edition".into();
         AgreementServiceClient::new(dea.clone())
             .amend_agreement(AmendAgreementRequest {
@@ -1475,6 +1529,7 @@ async fn an_amendment_comes_into_force_when_every_party_has_signed_it() {
         // DEA proposes full access under a new title.
         let mut terms = bilateral("DEA", "ICE");
         terms.name = name.clone();
+        terms.etag = original.etag.clone();
         terms.display_name = "DEA–ICE memorandum of understanding, full access".into();
         terms.scope = Some(scope(AccessLevel::Full));
         let amended = AgreementServiceClient::new(dea.clone())

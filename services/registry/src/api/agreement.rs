@@ -235,12 +235,15 @@ impl AgreementService for AgreementApi {
         let request = request.into_inner();
         let update = required(request.agreement, "agreement")?;
         let id = agreement_id(&update.name, "agreement.name")?.to_owned();
+        let etag = update.etag.clone();
         let paths = mask_paths(request.update_mask);
         check_mask(&paths)?;
         let incoming = terms_from_proto(update)?;
         let (agreement, version) = self
             .registry
-            .amend_agreement(&caller, &id, &request.change_note, |current| merge(current, &incoming, &paths))
+            .amend_agreement(&caller, &id, &etag, &request.change_note, |current| {
+                merge(current, &incoming, &paths)
+            })
             .await?;
         Ok(Response::new(AmendAgreementResponse {
             version: Some(version_to_proto(&agreement.agreement.value, &version)),

@@ -427,20 +427,26 @@ impl Registry {
         .await
     }
 
-    /// Proposes the next version with `edit` applied to the terms in force.
+    /// Proposes the next version with `edit` applied to the terms in force. The etag of the
+    /// agreement the caller read is required: the amendment is written against those terms, and
+    /// must not silently land on terms someone else has changed since.
     pub async fn amend_agreement(
         &self,
         caller: &Caller,
         agreement_id: &str,
+        etag: &str,
         change_note: &str,
         edit: impl Fn(&Terms) -> Terms,
     ) -> Result<(AgreementView, Version)> {
         check_explanation("change_note", change_note, MAX_CHANGE_NOTE_CHARS)?;
+        if etag.is_empty() {
+            return Err(Error::invalid("agreement.etag", "is required to amend: send the etag you read"));
+        }
         let (current, _) = self.get_agreement(caller, agreement_id).await?;
         let terms = edit(current.value.terms());
         self.check_terms(&terms, now_micros()).await?;
         let author = author(caller);
-        let change = AgreementChange { transition: Transition::Amended, etag: "", reason: "" };
+        let change = AgreementChange { transition: Transition::Amended, etag, reason: "" };
         self.act_on_agreement(caller, agreement_id, change, |agreement, _, _, now| {
             agreement.amend(terms.clone(), change_note, &author, now).cloned()
         })
