@@ -718,7 +718,8 @@ async fn a_center_agreement_names_the_members_whose_signature_it_awaits() {
 }
 
 /// An amendment is made against the agreement its author read: the etag is required, and a stale
-/// one is ABORTED and proposes nothing, so an amendment never lands on terms changed since.
+/// one is ABORTED and proposes nothing, so an amendment never lands on terms changed since. A
+/// retry with the same request_id returns the first result instead of proposing again.
 #[tokio::test]
 async fn an_amendment_is_made_against_the_agreement_as_read() {
     for database in TestDatabase::each_backend().await {
@@ -763,9 +764,22 @@ async fn an_amendment_is_made_against_the_agreement_as_read() {
 
         // Read again, amended.
         retitled.etag = changed.etag.clone();
-        let amended = dea_agreements.amend_agreement(amend(&retitled, "")).await.unwrap().into_inner();
-        assert_eq!(amended.version.unwrap().version, 2);
-        assert_eq!(amended.agreement.unwrap().pending_version, 2);
+        let amended =
+            dea_agreements.amend_agreement(amend(&retitled, "amend-title-1")).await.unwrap().into_inner();
+        assert_eq!(amended.version.as_ref().unwrap().version, 2);
+        assert_eq!(amended.agreement.as_ref().unwrap().pending_version, 2);
+
+        // The response was lost; DEA retries the same request (its etag now stale): it gets the
+        // first result back, and no second amendment is proposed.
+        let retried =
+            dea_agreements.amend_agreement(amend(&retitled, "amend-title-1")).await.unwrap().into_inner();
+        assert_eq!(retried, amended);
+        let history = versions_of(&dea, &name).await;
+        assert_eq!(history.len(), 2, "one amendment: {history:#?}");
+        assert_eq!(history[1], amended.version.unwrap());
+        // Another request with the stale etag is a new amendment, and refused as such.
+        let another = dea_agreements.amend_agreement(amend(&retitled, "amend-title-2")).await.unwrap_err();
+        assert_eq!(another.code(), Code::Aborted);
     }
 }
 

@@ -16,7 +16,7 @@ use crate::domain::agreement::{
 };
 use crate::domain::grants::{self, ChangeKind};
 use crate::error::Error;
-use crate::service::agreements::{AgreementChange, AgreementView, Transition};
+use crate::service::agreements::{AgreementChange, AgreementView, Amendment, Transition};
 use crate::store::Resource;
 
 pub(super) fn server(registry: Arc<Registry>) -> AgreementServiceServer<AgreementApi> {
@@ -239,11 +239,14 @@ impl AgreementService for AgreementApi {
         let paths = mask_paths(request.update_mask);
         check_mask(&paths)?;
         let incoming = terms_from_proto(update)?;
+        let amendment = Amendment {
+            etag: &etag,
+            change_note: &request.change_note,
+            request_id: Some(request.request_id.as_str()).filter(|id| !id.is_empty()),
+        };
         let (agreement, version) = self
             .registry
-            .amend_agreement(&caller, &id, &etag, &request.change_note, |current| {
-                merge(current, &incoming, &paths)
-            })
+            .amend_agreement(&caller, &id, amendment, |current| merge(current, &incoming, &paths))
             .await?;
         Ok(Response::new(AmendAgreementResponse {
             version: Some(version_to_proto(&agreement.agreement.value, &version)),

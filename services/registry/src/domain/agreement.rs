@@ -370,6 +370,27 @@ pub fn agreement_id_from_name(name: &str) -> Option<&str> {
     name.strip_prefix("agreements/").filter(|id| !id.is_empty() && !id.contains('/'))
 }
 
+/// That the AmendAgreement call with a given `request_id` proposed `version` of an agreement.
+/// Stored beside the agreement under the same request-id index as everything a create makes, so a
+/// retried amendment finds the version proposed first instead of proposing another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AmendmentReceipt {
+    pub agreement_id: String,
+    pub version: i64,
+}
+
+impl Resource for AmendmentReceipt {
+    const KIND: Kind = Kind::AmendmentReceipt;
+
+    fn name(&self) -> String {
+        format!("{}/versions/{}", agreement_name(&self.agreement_id), self.version)
+    }
+
+    fn parent(&self) -> String {
+        agreement_name(&self.agreement_id)
+    }
+}
+
 /// Who acts on an agreement: the agency, its credential and the signing user.
 pub struct Actor<'a> {
     pub agency: &'a str,

@@ -13,8 +13,8 @@ use super::{check_etag, new_id};
 use crate::Registry;
 use crate::domain::agency::{Agency, agency_name};
 use crate::domain::agreement::{
-    Actor, Agreement, AgreementState, MAX_CHANGE_NOTE_CHARS, MAX_REASON_CHARS, Parties, SignOutcome, Terms,
-    Version, VersionState, agreement_name, check_explanation,
+    Actor, Agreement, AgreementState, AmendmentReceipt, MAX_CHANGE_NOTE_CHARS, MAX_REASON_CHARS, Parties,
+    SignOutcome, Terms, Version, VersionState, agreement_name, check_explanation,
 };
 use crate::domain::center::Center;
 use crate::domain::grants::{self, Grant, World};
@@ -80,6 +80,14 @@ impl Transition {
             Transition::Revoked => "revoked",
         }
     }
+}
+
+/// An amendment's request fields besides the terms: the etag the author read (required), what
+/// changes and why, and the client's idempotency key.
+pub struct Amendment<'a> {
+    pub etag: &'a str,
+    pub change_note: &'a str,
+    pub request_id: Option<&'a str>,
 }
 
 /// A party's action on an agreement: what it does, the etag it read (empty: don't check), and
@@ -429,28 +437,63 @@ impl Registry {
 
     /// Proposes the next version with `edit` applied to the terms in force. The etag of the
     /// agreement the caller read is required: the amendment is written against those terms, and
-    /// must not silently land on terms someone else has changed since.
+    /// must not silently land on terms someone else has changed since. A retry with the same
+    /// `request_id` returns the version the first call proposed.
     pub async fn amend_agreement(
         &self,
         caller: &Caller,
         agreement_id: &str,
-        etag: &str,
-        change_note: &str,
+        amendment: Amendment<'_>,
         edit: impl Fn(&Terms) -> Terms,
     ) -> Result<(AgreementView, Version)> {
+        let Amendment { etag, change_note, request_id } = amendment;
         check_explanation("change_note", change_note, MAX_CHANGE_NOTE_CHARS)?;
         if etag.is_empty() {
             return Err(Error::invalid("agreement.etag", "is required to amend: send the etag you read"));
         }
-        let (current, _) = self.get_agreement(caller, agreement_id).await?;
+        if let Some(id) = request_id
+            && let Some(receipt) = self.repo.get_by_request_id::<AmendmentReceipt>(id).await?
+        {
+            return self.amended_before(caller, agreement_id, &receipt.value).await;
+        }
+        let (current, membership) = self.get_agreement(caller, agreement_id).await?;
+        check_etag(etag, &current, &current.value.name())?;
+        let now = now_micros();
+        self.require_acting_party(caller, &membership, current.value.terms(), now)?;
         let terms = edit(current.value.terms());
-        self.check_terms(&terms, now_micros()).await?;
-        let author = author(caller);
-        let change = AgreementChange { transition: Transition::Amended, etag, reason: "" };
-        self.act_on_agreement(caller, agreement_id, change, |agreement, _, _, now| {
-            agreement.amend(terms.clone(), change_note, &author, now).cloned()
-        })
-        .await
+        self.check_terms(&terms, now).await?;
+        let mut agreement = current.value.clone();
+        let version = agreement.amend(terms, change_note, &author(caller), now)?.clone();
+        let mut commit = Commit::default();
+        commit.update(&agreement, current.revision);
+        if let Some(id) = request_id {
+            let receipt =
+                AmendmentReceipt { agreement_id: agreement.agreement_id.clone(), version: version.version };
+            commit.insert(&receipt, Some(id));
+        }
+        let event = self.agreement_event(Transition::Amended, caller, &agreement, &membership, now);
+        self.commit_audited(commit, event).await?;
+        let amended = Versioned { value: agreement, revision: current.revision + 1 };
+        Ok((membership.view(amended, now), version))
+    }
+
+    /// What a retried amendment answers: the version the first call proposed, with the agreement
+    /// as it is now (as a retried create returns the resource as it is now).
+    async fn amended_before(
+        &self,
+        caller: &Caller,
+        agreement_id: &str,
+        receipt: &AmendmentReceipt,
+    ) -> Result<(AgreementView, Version)> {
+        if receipt.agreement_id != agreement_id {
+            return Err(Error::invalid("request_id", "was already used to amend another agreement"));
+        }
+        let (agreement, membership) = self.get_agreement(caller, agreement_id).await?;
+        let version = agreement.value.versions.iter().find(|v| v.version == receipt.version).cloned();
+        let version = version.ok_or_else(|| {
+            Error::Corrupt(format!("{} names a version its agreement does not have", receipt.name()))
+        })?;
+        Ok((membership.view(agreement, now_micros()), version))
     }
 
     /// What a draft, proposal or pending amendment would open or close, assuming every party signs.
