@@ -340,27 +340,32 @@ async fn a_revocation_reaches_a_grant_watcher_within_one_second() {
         }
         assert!(revoked_at.elapsed() < Duration::from_secs(1), "took {:?}", revoked_at.elapsed());
 
-        // A revoked agreement cannot be amended, and the attempt changes nothing: same version,
-        // state, etag and signatures, and no new version in the history.
+        // A revoked agreement cannot be amended, whatever the terms (valid, or an empty scope: the
+        // state is checked first), and the attempt changes nothing: same version, state, etag and
+        // signatures, and no new version in the history.
         let revoked = get_agreement(&dea, &agreement.name).await;
         let history = versions_of(&dea, &agreement.name).await;
         let mut amended = bilateral("DEA", "ICE");
         amended.name = agreement.name.clone();
         amended.etag = revoked.etag.clone();
         amended.display_name = "DEA–ICE memorandum of understanding, revived".into();
-        let status = AgreementServiceClient::new(dea.clone())
-            .amend_agreement(AmendAgreementRequest {
-                agreement: Some(amended),
-                update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
-                change_note: "revive it".into(),
-                ..AmendAgreementRequest::default()
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(
-            (status.code(), reason(&status).as_str()),
-            (Code::FailedPrecondition, "AGREEMENT_REVOKED")
-        );
+        let emptied = Agreement { scope: Some(AgreementScope::default()), ..amended.clone() };
+        for (terms, path) in [(amended, "display_name"), (emptied, "scope")] {
+            let status = AgreementServiceClient::new(dea.clone())
+                .amend_agreement(AmendAgreementRequest {
+                    agreement: Some(terms),
+                    update_mask: Some(FieldMask { paths: vec![path.into()] }),
+                    change_note: "revive it".into(),
+                    ..AmendAgreementRequest::default()
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(
+                (status.code(), reason(&status).as_str()),
+                (Code::FailedPrecondition, "AGREEMENT_REVOKED"),
+                "amending {path}"
+            );
+        }
         let reread = get_agreement(&dea, &agreement.name).await;
         assert_eq!(
             (reread.version, reread.pending_version, reread.state, &reread.etag),
@@ -777,9 +782,20 @@ async fn an_amendment_is_made_against_the_agreement_as_read() {
         let history = versions_of(&dea, &name).await;
         assert_eq!(history.len(), 2, "one amendment: {history:#?}");
         assert_eq!(history[1], amended.version.unwrap());
-        // Another request with the stale etag is a new amendment, and refused as such.
+        // Another request with the stale etag is a new amendment, and refused as such; read
+        // afresh, it waits for the pending one, whatever its terms.
         let another = dea_agreements.amend_agreement(amend(&retitled, "amend-title-2")).await.unwrap_err();
         assert_eq!(another.code(), Code::Aborted);
+        let untitled = Agreement {
+            display_name: String::new(),
+            etag: get_agreement(&dea, &name).await.etag,
+            ..retitled.clone()
+        };
+        let pending = dea_agreements.amend_agreement(amend(&untitled, "amend-title-3")).await.unwrap_err();
+        assert_eq!(
+            (pending.code(), reason(&pending).as_str()),
+            (Code::FailedPrecondition, "AMENDMENT_PENDING")
+        );
     }
 }
 

@@ -659,8 +659,9 @@ impl Agreement {
         Ok(())
     }
 
-    /// Proposes `terms` as the next version while the current one stays in force.
-    pub fn amend(&mut self, terms: Terms, change_note: &str, author: &str, now_us: i64) -> Result<&Version> {
+    /// Whether the agreement can take an amendment at all, whatever its terms: not ended, in
+    /// force, and with no other amendment awaiting signatures. Returns the version in force.
+    pub fn check_amendable(&self, now_us: i64) -> Result<&Version> {
         self.refuse_if_terminal(now_us)?;
         let Some(in_force) = self.in_force() else {
             return Err(Error::precondition(
@@ -674,6 +675,12 @@ impl Agreement {
                 "another amendment awaits signatures: withdraw it first",
             ));
         }
+        Ok(in_force)
+    }
+
+    /// Proposes `terms` as the next version while the current one stays in force.
+    pub fn amend(&mut self, terms: Terms, change_note: &str, author: &str, now_us: i64) -> Result<&Version> {
+        let in_force = self.check_amendable(now_us)?;
         let parties = |t: &Terms| t.parties.iter().map(|p| p.party.clone()).collect::<HashSet<_>>();
         if parties(&terms) != parties(&in_force.terms) {
             let mut violations = FieldViolations::new();

@@ -460,6 +460,11 @@ impl Registry {
         check_etag(etag, &current, &current.value.name())?;
         let now = now_micros();
         self.require_acting_party(caller, &membership, current.value.terms(), now)?;
+        // The agreement's state before the terms sent: a revoked or expired agreement, or one
+        // whose amendment awaits signatures, takes no amendment whatever its terms, and the
+        // terms to validate (the version in force with the mask applied) exist only for one in
+        // force. Validating first would send the client to fix terms that can never be accepted.
+        current.value.check_amendable(now)?;
         let terms = edit(current.value.terms());
         self.check_terms(&terms, now).await?;
         let mut agreement = current.value.clone();
