@@ -914,6 +914,76 @@ async fn five_failed_logons_lock_a_credential() {
     assert!(token(&mesh.registry.url(), name, &secret).await.is_ok());
 }
 
+/// The lock after five failures is audited as a credential change of its own (with when it ends),
+/// after the failures that caused it, on SQLite and PostgreSQL; attempts on the locked credential
+/// are failures, not new locks.
+#[tokio::test]
+async fn a_lock_is_audited_after_the_failures_that_caused_it() {
+    use interlock_api::audit::v1::{Action, Outcome};
+
+    let mut audit_databases = TestDatabase::each_backend().await.into_iter();
+    for database in TestDatabase::each_backend().await {
+        let audit_database = audit_databases.next().expect("as many audit databases");
+        let (registry, audit) = audited_registry(&database, &audit_database).await;
+        let url = registry.url();
+        let (dea, secret) = interlock_tests::register(
+            &url,
+            &registry.admin_channel().await,
+            "DEA",
+            "Drug Enforcement Administration",
+        )
+        .await;
+        let name = "agencies/DEA/credentials/admin-backend";
+        for _ in 0..5 {
+            token(&url, name, "ilk_guess").await.unwrap_err();
+        }
+        let locked = token(&url, name, &secret).await.unwrap_err();
+        assert_eq!(reason(&locked), "CREDENTIAL_LOCKED");
+        let until = CredentialServiceClient::new(dea)
+            .get_credential(GetCredentialRequest { name: name.into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .credential
+            .unwrap()
+            .lock_expire_time
+            .expect("locked");
+
+        let events = registry_events(&database, &registry, &audit).await;
+        let on_credential: Vec<_> = events
+            .iter()
+            .filter(|e| e.resources.first().is_some_and(|r| r.resource == name))
+            .filter(|e| e.method.ends_with("/CreateAccessToken"))
+            // The logon that registered DEA's administrator comes first.
+            .skip_while(|e| e.action == Action::LogonSuccess as i32)
+            .collect();
+        let kinds: Vec<(i32, &str)> =
+            on_credential.iter().map(|e| (e.action, e.error_reason.as_str())).collect();
+        let failure = (Action::LogonFailure as i32, "INVALID_CREDENTIALS");
+        assert_eq!(
+            kinds,
+            [
+                failure,
+                failure,
+                failure,
+                failure,
+                failure,
+                (Action::CredentialChange as i32, ""),
+                (Action::LogonFailure as i32, "CREDENTIAL_LOCKED")
+            ],
+            "the lock right after the fifth failure, in log order"
+        );
+        let lock = on_credential[5];
+        assert_eq!(lock.outcome, Outcome::Allowed as i32);
+        assert_eq!(lock.details.get("change").map(String::as_str), Some("locked"));
+        let expires: prost_types::Timestamp =
+            lock.details.get("lock_expire_time").expect("until when").parse().expect("an RFC 3339 time");
+        assert_eq!(expires, until);
+        assert_eq!(lock.resources[0].owners, ["agencies/DEA"]);
+        assert!(lock.actor_agency.is_empty(), "the registry locks by policy: {lock:#?}");
+    }
+}
+
 async fn wait_for<F, Fut>(call: F, done: impl Fn(&tonic::Status) -> bool) -> tonic::Status
 where
     F: Fn() -> Fut,
