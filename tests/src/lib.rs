@@ -97,6 +97,13 @@ impl TestServer {
     }
 }
 
+/// A port nobody listens on right now, chosen up front so that a service can be pointed at
+/// another one (the audit service, typically) before that one starts, or after it restarts.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
 pub async fn channel(url: &str) -> Channel {
     Endpoint::from_shared(url.to_owned()).expect("url").connect().await.expect("connect")
 }

@@ -349,9 +349,10 @@ fn agreements(channel: &Authed) -> AgreementServiceClient<Authed> {
     AgreementServiceClient::new(channel.clone())
 }
 
+/// Signs version 1: the demo signs every agreement as first proposed.
 async fn sign(channel: &Authed, name: &str) -> Result<Agreement, tonic::Status> {
     Ok(agreements(channel)
-        .sign_agreement(SignAgreementRequest { name: name.into(), version: 0, etag: String::new() })
+        .sign_agreement(SignAgreementRequest { name: name.into(), version: 1, etag: String::new() })
         .await?
         .into_inner()
         .agreement

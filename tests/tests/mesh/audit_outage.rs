@@ -21,7 +21,7 @@ use interlock_audit_client::SqlOutbox;
 use interlock_auth::{CallerMetadata, Purpose};
 use interlock_storage::Database;
 use interlock_storage::testing::TestDatabase;
-use interlock_tests::{TestServer, enroll_agency, token};
+use interlock_tests::{TestServer, enroll_agency, free_port, token};
 use prost::Message;
 use tokio_stream::StreamExt;
 use tonic::service::interceptor::InterceptedService;
@@ -48,13 +48,6 @@ async fn each_backend() -> Vec<Databases> {
         });
     }
     sets
-}
-
-/// A port nobody listens on right now, chosen up front so the relays can be pointed at the audit
-/// service before it starts and find it again at the same address after its restart.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
 }
 
 async fn start_audit(database: &TestDatabase, listen: &str, registry: &str) -> TestServer {

@@ -234,7 +234,7 @@ async fn agreement(ice: &Agency, dea: &Agency) -> String {
         .expect("propose");
     for party in [&ice.admin, &dea.admin] {
         AgreementServiceClient::new(party.clone())
-            .sign_agreement(SignAgreementRequest { name: name.clone(), version: 0, etag: String::new() })
+            .sign_agreement(SignAgreementRequest { name: name.clone(), version: 1, etag: String::new() })
             .await
             .expect("sign");
     }

@@ -114,9 +114,10 @@ async fn propose(channel: &AuthedChannel, name: &str) -> Agreement {
         .unwrap()
 }
 
+/// Signs version 1, the version every agreement is first proposed at.
 async fn sign(channel: &AuthedChannel, name: &str) -> Result<Agreement, tonic::Status> {
     Ok(AgreementServiceClient::new(channel.clone())
-        .sign_agreement(SignAgreementRequest { name: name.into(), version: 0, etag: String::new() })
+        .sign_agreement(SignAgreementRequest { name: name.into(), version: 1, etag: String::new() })
         .await?
         .into_inner()
         .agreement
@@ -137,6 +138,13 @@ async fn grants_of(channel: &AuthedChannel, consumer: &str) -> Vec<Grant> {
 
 fn reason(status: &tonic::Status) -> String {
     status.get_error_details().error_info().map(|info| info.reason.clone()).unwrap_or_default()
+}
+
+/// The fields an INVALID_ARGUMENT status's BadRequest names.
+fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    let details = status.get_error_details();
+    let request = details.bad_request().expect("a BadRequest with field violations");
+    request.field_violations.iter().map(|v| v.field.clone()).collect()
 }
 
 #[tokio::test]
@@ -332,21 +340,44 @@ async fn a_revocation_reaches_a_grant_watcher_within_one_second() {
         }
         assert!(revoked_at.elapsed() < Duration::from_secs(1), "took {:?}", revoked_at.elapsed());
 
-        // A revoked agreement cannot be amended.
+        // A revoked agreement cannot be amended, whatever the terms (valid, or an empty scope: the
+        // state is checked first), and the attempt changes nothing: same version, state, etag and
+        // signatures, and no new version in the history.
+        let revoked = get_agreement(&dea, &agreement.name).await;
+        let history = versions_of(&dea, &agreement.name).await;
         let mut amended = bilateral("DEA", "ICE");
         amended.name = agreement.name.clone();
-        let status = AgreementServiceClient::new(dea.clone())
-            .amend_agreement(AmendAgreementRequest {
-                agreement: Some(amended),
-                update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
-                ..AmendAgreementRequest::default()
-            })
-            .await
-            .unwrap_err();
+        amended.etag = revoked.etag.clone();
+        amended.display_name = "DEA–ICE memorandum of understanding, revived".into();
+        let emptied = Agreement { scope: Some(AgreementScope::default()), ..amended.clone() };
+        for (terms, path) in [(amended, "display_name"), (emptied, "scope")] {
+            let status = AgreementServiceClient::new(dea.clone())
+                .amend_agreement(AmendAgreementRequest {
+                    agreement: Some(terms),
+                    update_mask: Some(FieldMask { paths: vec![path.into()] }),
+                    change_note: "revive it".into(),
+                    ..AmendAgreementRequest::default()
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(
+                (status.code(), reason(&status).as_str()),
+                (Code::FailedPrecondition, "AGREEMENT_REVOKED"),
+                "amending {path}"
+            );
+        }
+        let reread = get_agreement(&dea, &agreement.name).await;
         assert_eq!(
-            (status.code(), reason(&status).as_str()),
-            (Code::FailedPrecondition, "AGREEMENT_REVOKED")
+            (reread.version, reread.pending_version, reread.state, &reread.etag),
+            (1, 0, AgreementState::Revoked as i32, &revoked.etag)
         );
+        assert_eq!(signers(&reread.signatures), signers(&revoked.signatures));
+        assert_eq!(reread.signatures.len(), 2);
+        assert_eq!(reread, revoked, "nothing else changed either");
+        let reread_history = versions_of(&dea, &agreement.name).await;
+        assert_eq!(reread_history.len(), 1, "no version was added: {reread_history:#?}");
+        assert_eq!(reread_history, history);
+        assert_eq!(reread_history[0].state, AgreementVersionState::Ended as i32);
     }
 }
 
@@ -376,6 +407,76 @@ async fn bad_input_is_refused_and_changes_nothing() {
             .await
             .unwrap_err();
         assert_eq!(duplicate.code(), Code::AlreadyExists);
+
+        // Duplicate center id: refused, and the first center keeps its fields and members.
+        let mut centers = CenterServiceClient::new(mesh.admin().await);
+        centers
+            .create_center(CreateCenterRequest {
+                center: Some(Center {
+                    center_id: "ioc-2".into(),
+                    display_name: "IOC-2".into(),
+                    description: "International Organized Crime Intelligence and Operations Center".into(),
+                    ..Center::default()
+                }),
+                request_id: "create-ioc-2".into(),
+            })
+            .await
+            .unwrap();
+        centers
+            .add_center_member(AddCenterMemberRequest {
+                center: "centers/ioc-2".into(),
+                agency: "agencies/DEA".into(),
+                ..AddCenterMemberRequest::default()
+            })
+            .await
+            .unwrap();
+        let center = || async {
+            let mut centers = CenterServiceClient::new(mesh.admin().await);
+            let center = centers
+                .get_center(GetCenterRequest { name: "centers/ioc-2".into() })
+                .await
+                .unwrap()
+                .into_inner();
+            let members = centers
+                .list_center_members(ListCenterMembersRequest {
+                    parent: "centers/ioc-2".into(),
+                    show_former: true,
+                    ..ListCenterMembersRequest::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .members;
+            (center.center.unwrap(), members)
+        };
+        let (original, members) = center().await;
+        for request_id in ["", "create-ioc-2-again"] {
+            let duplicate = centers
+                .create_center(CreateCenterRequest {
+                    center: Some(Center {
+                        center_id: "ioc-2".into(),
+                        display_name: "Impostor center".into(),
+                        description: "replaced".into(),
+                        ..Center::default()
+                    }),
+                    request_id: request_id.into(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(
+                (duplicate.code(), reason(&duplicate).as_str()),
+                (Code::AlreadyExists, "ALREADY_EXISTS")
+            );
+        }
+        let (unchanged, unchanged_members) = center().await;
+        assert_eq!(
+            (unchanged.display_name.as_str(), unchanged.description.as_str(), unchanged.current_member_count),
+            ("IOC-2", "International Organized Crime Intelligence and Operations Center", 1)
+        );
+        assert_eq!(unchanged, original, "same fields, same etag");
+        assert_eq!(unchanged_members, members);
+        let listed = centers.list_centers(ListCentersRequest::default()).await.unwrap().into_inner().centers;
+        assert_eq!(listed, [original]);
 
         // Unknown agency, self-agreement, end before start, empty scope.
         let unknown = create(&dea, bilateral("DEA", "NSA")).await.unwrap_err();
@@ -421,6 +522,17 @@ async fn bad_input_is_refused_and_changes_nothing() {
         sign(&dea, &agreement.name).await.unwrap();
         let twice = sign(&dea, &agreement.name).await.unwrap_err();
         assert_eq!((twice.code(), reason(&twice).as_str()), (Code::AlreadyExists, "ALREADY_SIGNED"));
+        // A signature names the version signed (> 0): never "whichever awaits".
+        let unversioned = AgreementServiceClient::new(ice.clone())
+            .sign_agreement(SignAgreementRequest {
+                name: agreement.name.clone(),
+                version: 0,
+                etag: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(unversioned.code(), Code::InvalidArgument);
+        assert_eq!(violated_fields(&unversioned), ["version"]);
         let stored = AgreementServiceClient::new(ice.clone())
             .get_agreement(GetAgreementRequest { name: agreement.name.clone() })
             .await
@@ -434,12 +546,256 @@ async fn bad_input_is_refused_and_changes_nothing() {
         let stale = AgreementServiceClient::new(ice.clone())
             .suspend_agreement(SuspendAgreementRequest {
                 name: agreement.name.clone(),
-                reason: String::new(),
+                reason: "audit finding".into(),
                 etag: "\"1\"".into(),
             })
             .await
             .unwrap_err();
         assert_eq!(stale.code(), Code::Aborted);
+    }
+}
+
+/// Suspending, resuming, revoking and withdrawing an amendment each need a reason, which the other
+/// parties read and the audit log keeps, and an amendment a change note: without one (or with a
+/// reason of more than 1000 characters) the call is INVALID_ARGUMENT naming the field, and the
+/// agreement is unchanged.
+#[tokio::test]
+async fn a_party_says_why_it_suspends_resumes_revokes_or_withdraws() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let (ice, _) = register(&mesh, "ICE", "Immigration and Customs Enforcement").await;
+        let name = create(&dea, bilateral("DEA", "ICE")).await.unwrap().name;
+        propose(&dea, &name).await;
+        sign(&dea, &name).await.unwrap();
+        sign(&ice, &name).await.unwrap();
+        let mut ice_agreements = AgreementServiceClient::new(ice.clone());
+        ice_agreements
+            .suspend_agreement(SuspendAgreementRequest {
+                name: name.clone(),
+                reason: "joint review".into(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        let suspended = get_agreement(&ice, &name).await;
+        assert_eq!(suspended.state, AgreementState::Suspended as i32);
+
+        let resume = |reason: String| {
+            let mut agreements = ice_agreements.clone();
+            let name = name.clone();
+            async move {
+                agreements
+                    .resume_agreement(ResumeAgreementRequest { name, reason, etag: String::new() })
+                    .await
+            }
+        };
+        for reason in [String::new(), "   ".into(), "x".repeat(1001)] {
+            let refused = resume(reason).await.unwrap_err();
+            assert_eq!(refused.code(), Code::InvalidArgument);
+            assert_eq!(violated_fields(&refused), ["reason"]);
+        }
+        let mut dea_agreements = AgreementServiceClient::new(dea.clone());
+        let refusals = [
+            dea_agreements
+                .suspend_agreement(SuspendAgreementRequest { name: name.clone(), ..Default::default() })
+                .await
+                .unwrap_err(),
+            dea_agreements
+                .revoke_agreement(RevokeAgreementRequest { name: name.clone(), ..Default::default() })
+                .await
+                .unwrap_err(),
+            dea_agreements
+                .withdraw_amendment(WithdrawAmendmentRequest { name: name.clone(), ..Default::default() })
+                .await
+                .unwrap_err(),
+        ];
+        let mut retitled = suspended.clone();
+        retitled.display_name = "DEA–ICE memorandum of understanding, 2nd edition".into();
+        let unexplained = dea_agreements
+            .amend_agreement(AmendAgreementRequest {
+                agreement: Some(retitled),
+                update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
+                change_note: String::new(),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (unexplained.code(), violated_fields(&unexplained)),
+            (Code::InvalidArgument, vec!["change_note".into()]),
+            "an amendment says what changes and why"
+        );
+        for refused in &refusals {
+            assert_eq!(
+                (refused.code(), violated_fields(refused)),
+                (Code::InvalidArgument, vec!["reason".into()])
+            );
+        }
+        assert_eq!(get_agreement(&ice, &name).await, suspended, "still suspended by ICE alone, same etag");
+
+        let resumed = resume("review closed".into()).await.unwrap().into_inner().agreement.unwrap();
+        assert_eq!(resumed.state, AgreementState::Active as i32);
+    }
+}
+
+/// A center agreement names the members whose signature it still awaits: on the proposal, each
+/// current member until it signs; once in force, a member that joined later (it takes no part
+/// until it signs the version in force); on an amendment, every current member again.
+#[tokio::test]
+async fn a_center_agreement_names_the_members_whose_signature_it_awaits() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let (ice, _) = register(&mesh, "ICE", "Immigration and Customs Enforcement").await;
+        let (fbi, _) = register(&mesh, "FBI", "Federal Bureau of Investigation").await;
+        let mut centers = CenterServiceClient::new(mesh.admin().await);
+        centers
+            .create_center(CreateCenterRequest {
+                center: Some(Center {
+                    center_id: "ocdetf-fusion-center".into(),
+                    display_name: "OCDETF Fusion Center".into(),
+                    ..Center::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap();
+        let join = |code: &str| AddCenterMemberRequest {
+            center: "centers/ocdetf-fusion-center".into(),
+            agency: format!("agencies/{code}"),
+            ..AddCenterMemberRequest::default()
+        };
+        for code in ["DEA", "ICE"] {
+            centers.add_center_member(join(code)).await.unwrap();
+        }
+        let fusion = Agreement {
+            display_name: "OCDETF Fusion Center information sharing".into(),
+            parties: vec![AgreementParty {
+                party: "centers/ocdetf-fusion-center".into(),
+                role: PartyRole::Both as i32,
+            }],
+            scope: Some(scope(AccessLevel::Pointer)),
+            ..Agreement::default()
+        };
+        let name = create(&dea, fusion).await.unwrap().name;
+        assert!(get_agreement(&dea, &name).await.pending_signers.is_empty(), "a draft awaits no one");
+        let proposed = propose(&dea, &name).await;
+        assert_eq!(proposed.pending_signers, ["agencies/DEA", "agencies/ICE"]);
+        assert_eq!(sign(&dea, &name).await.unwrap().pending_signers, ["agencies/ICE"]);
+        let listed = AgreementServiceClient::new(ice.clone())
+            .list_agreements(ListAgreementsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .agreements;
+        assert_eq!(listed[0].pending_signers, ["agencies/ICE"], "listed as read");
+        let active = sign(&ice, &name).await.unwrap();
+        assert_eq!(active.state, AgreementState::Active as i32);
+        assert!(active.pending_signers.is_empty());
+
+        // FBI joins after activation: in force, but FBI takes no part until it signs version 1.
+        centers.add_center_member(join("FBI")).await.unwrap();
+        let joined = get_agreement(&dea, &name).await;
+        assert_eq!(
+            (joined.state, joined.pending_signers.as_slice()),
+            (AgreementState::Active as i32, &["agencies/FBI".to_owned()][..])
+        );
+        assert!(sign(&fbi, &name).await.unwrap().pending_signers.is_empty());
+
+        // An amendment awaits every current member.
+        let mut amended = get_agreement(&dea, &name).await;
+        amended.display_name = "OCDETF Fusion Center information sharing, 2nd edition".into();
+        let amended = AgreementServiceClient::new(dea.clone())
+            .amend_agreement(AmendAgreementRequest {
+                agreement: Some(amended),
+                update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
+                change_note: "new title".into(),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .agreement
+            .unwrap();
+        assert_eq!(amended.pending_signers, ["agencies/DEA", "agencies/ICE", "agencies/FBI"]);
+    }
+}
+
+/// An amendment is made against the agreement its author read: the etag is required, and a stale
+/// one is ABORTED and proposes nothing, so an amendment never lands on terms changed since. A
+/// retry with the same request_id returns the first result instead of proposing again.
+#[tokio::test]
+async fn an_amendment_is_made_against_the_agreement_as_read() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let (ice, _) = register(&mesh, "ICE", "Immigration and Customs Enforcement").await;
+        let name = create(&dea, bilateral("DEA", "ICE")).await.unwrap().name;
+        propose(&dea, &name).await;
+        sign(&dea, &name).await.unwrap();
+        sign(&ice, &name).await.unwrap();
+        let mut dea_agreements = AgreementServiceClient::new(dea.clone());
+        let amend = |agreement: &Agreement, request_id: &str| AmendAgreementRequest {
+            agreement: Some(agreement.clone()),
+            update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
+            change_note: "new title".into(),
+            request_id: request_id.into(),
+        };
+        let mut retitled = get_agreement(&dea, &name).await;
+        retitled.display_name = "DEA–ICE memorandum of understanding, 2nd edition".into();
+
+        let unversioned = Agreement { etag: String::new(), ..retitled.clone() };
+        let missing = dea_agreements.amend_agreement(amend(&unversioned, "")).await.unwrap_err();
+        assert_eq!(
+            (missing.code(), violated_fields(&missing)),
+            (Code::InvalidArgument, vec!["agreement.etag".into()])
+        );
+
+        // ICE suspends the agreement after DEA read it: DEA's etag is stale.
+        AgreementServiceClient::new(ice.clone())
+            .suspend_agreement(SuspendAgreementRequest {
+                name: name.clone(),
+                reason: "joint review".into(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        let changed = get_agreement(&dea, &name).await;
+        let stale = dea_agreements.amend_agreement(amend(&retitled, "")).await.unwrap_err();
+        assert_eq!((stale.code(), reason(&stale).as_str()), (Code::Aborted, "ETAG_MISMATCH"));
+        assert_eq!(get_agreement(&dea, &name).await, changed, "nothing was proposed");
+        assert_eq!(versions_of(&dea, &name).await.len(), 1);
+
+        // Read again, amended.
+        retitled.etag = changed.etag.clone();
+        let amended =
+            dea_agreements.amend_agreement(amend(&retitled, "amend-title-1")).await.unwrap().into_inner();
+        assert_eq!(amended.version.as_ref().unwrap().version, 2);
+        assert_eq!(amended.agreement.as_ref().unwrap().pending_version, 2);
+
+        // The response was lost; DEA retries the same request (its etag now stale): it gets the
+        // first result back, and no second amendment is proposed.
+        let retried =
+            dea_agreements.amend_agreement(amend(&retitled, "amend-title-1")).await.unwrap().into_inner();
+        assert_eq!(retried, amended);
+        let history = versions_of(&dea, &name).await;
+        assert_eq!(history.len(), 2, "one amendment: {history:#?}");
+        assert_eq!(history[1], amended.version.unwrap());
+        // Another request with the stale etag is a new amendment, and refused as such; read
+        // afresh, it waits for the pending one, whatever its terms.
+        let another = dea_agreements.amend_agreement(amend(&retitled, "amend-title-2")).await.unwrap_err();
+        assert_eq!(another.code(), Code::Aborted);
+        let untitled = Agreement {
+            display_name: String::new(),
+            etag: get_agreement(&dea, &name).await.etag,
+            ..retitled.clone()
+        };
+        let pending = dea_agreements.amend_agreement(amend(&untitled, "amend-title-3")).await.unwrap_err();
+        assert_eq!(
+            (pending.code(), reason(&pending).as_str()),
+            (Code::FailedPrecondition, "AMENDMENT_PENDING")
+        );
     }
 }
 
@@ -556,6 +912,76 @@ async fn five_failed_logons_lock_a_credential() {
         .await
         .unwrap();
     assert!(token(&mesh.registry.url(), name, &secret).await.is_ok());
+}
+
+/// The lock after five failures is audited as a credential change of its own (with when it ends),
+/// after the failures that caused it, on SQLite and PostgreSQL; attempts on the locked credential
+/// are failures, not new locks.
+#[tokio::test]
+async fn a_lock_is_audited_after_the_failures_that_caused_it() {
+    use interlock_api::audit::v1::{Action, Outcome};
+
+    let mut audit_databases = TestDatabase::each_backend().await.into_iter();
+    for database in TestDatabase::each_backend().await {
+        let audit_database = audit_databases.next().expect("as many audit databases");
+        let (registry, audit) = audited_registry(&database, &audit_database).await;
+        let url = registry.url();
+        let (dea, secret) = interlock_tests::register(
+            &url,
+            &registry.admin_channel().await,
+            "DEA",
+            "Drug Enforcement Administration",
+        )
+        .await;
+        let name = "agencies/DEA/credentials/admin-backend";
+        for _ in 0..5 {
+            token(&url, name, "ilk_guess").await.unwrap_err();
+        }
+        let locked = token(&url, name, &secret).await.unwrap_err();
+        assert_eq!(reason(&locked), "CREDENTIAL_LOCKED");
+        let until = CredentialServiceClient::new(dea)
+            .get_credential(GetCredentialRequest { name: name.into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .credential
+            .unwrap()
+            .lock_expire_time
+            .expect("locked");
+
+        let events = registry_events(&database, &registry, &audit).await;
+        let on_credential: Vec<_> = events
+            .iter()
+            .filter(|e| e.resources.first().is_some_and(|r| r.resource == name))
+            .filter(|e| e.method.ends_with("/CreateAccessToken"))
+            // The logon that registered DEA's administrator comes first.
+            .skip_while(|e| e.action == Action::LogonSuccess as i32)
+            .collect();
+        let kinds: Vec<(i32, &str)> =
+            on_credential.iter().map(|e| (e.action, e.error_reason.as_str())).collect();
+        let failure = (Action::LogonFailure as i32, "INVALID_CREDENTIALS");
+        assert_eq!(
+            kinds,
+            [
+                failure,
+                failure,
+                failure,
+                failure,
+                failure,
+                (Action::CredentialChange as i32, ""),
+                (Action::LogonFailure as i32, "CREDENTIAL_LOCKED")
+            ],
+            "the lock right after the fifth failure, in log order"
+        );
+        let lock = on_credential[5];
+        assert_eq!(lock.outcome, Outcome::Allowed as i32);
+        assert_eq!(lock.details.get("change").map(String::as_str), Some("locked"));
+        let expires: prost_types::Timestamp =
+            lock.details.get("lock_expire_time").expect("until when").parse().expect("an RFC 3339 time");
+        assert_eq!(expires, until);
+        assert_eq!(lock.resources[0].owners, ["agencies/DEA"]);
+        assert!(lock.actor_agency.is_empty(), "the registry locks by policy: {lock:#?}");
+    }
 }
 
 async fn wait_for<F, Fut>(call: F, done: impl Fn(&tonic::Status) -> bool) -> tonic::Status
@@ -770,4 +1196,549 @@ async fn registry_changes_and_logons_reach_the_audit_log() {
         .into_inner()
         .events;
     assert_eq!(failures.len(), 1, "the failed logon is audited once");
+}
+
+/// A registry on `database` whose outbox relay delivers to an audit service of its own on
+/// `audit_database`, as a split deployment runs them; returns (registry, audit).
+async fn audited_registry(
+    database: &TestDatabase,
+    audit_database: &TestDatabase,
+) -> (TestServer, TestServer) {
+    let audit_listen = format!("127.0.0.1:{}", interlock_tests::free_port());
+    let registry = TestServer::start(&[
+        "--service",
+        "registry",
+        "--database-url",
+        database.url(),
+        "--mesh-secret",
+        MESH_SECRET,
+        "--audit-address",
+        &format!("http://{audit_listen}"),
+    ])
+    .await;
+    let audit = TestServer::start(&[
+        "--service",
+        "audit",
+        "--listen",
+        &audit_listen,
+        "--database-url",
+        audit_database.url(),
+        "--registry-address",
+        &registry.url(),
+        "--mesh-secret",
+        MESH_SECRET,
+        "--audit-checkpoint-interval-ms",
+        "50",
+    ])
+    .await;
+    (registry, audit)
+}
+
+/// Every registry event in the log, as the center auditor reads it through ListEvents, once the
+/// registry's outbox on `database` has drained.
+async fn registry_events(
+    database: &TestDatabase,
+    registry: &TestServer,
+    audit: &TestServer,
+) -> Vec<interlock_api::audit::v1::AuditEvent> {
+    use interlock_api::audit::v1::audit_service_client::AuditServiceClient;
+    use interlock_api::audit::v1::{EventFilter, InterlockService, ListEventsRequest};
+
+    let outbox = interlock_audit_client::SqlOutbox::new(
+        interlock_storage::Database::open(database.url(), &interlock_registry::store::MIGRATIONS)
+            .await
+            .unwrap(),
+    );
+    let started = Instant::now();
+    // The relay may be backing off (up to 5 s) from attempts made before the audit service started.
+    while !outbox.pending(10).await.unwrap().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the registry's outbox does not drain");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let auditor = InterceptedService::new(
+        channel(&audit.url()).await,
+        CallerMetadata::bearer(registry.admin_token().await)
+            .on_behalf_of("auditor", interlock_auth::Purpose::Investigation),
+    );
+    let mut events = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = AuditServiceClient::new(auditor.clone())
+            .list_events(ListEventsRequest {
+                filter: Some(EventFilter {
+                    services: vec![InterlockService::Registry as i32],
+                    ..EventFilter::default()
+                }),
+                page_size: 1000,
+                page_token,
+                ..ListEventsRequest::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        events.extend(page.events);
+        if page.next_page_token.is_empty() {
+            return events;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// What one audited change must look like in the log.
+struct Expected<'a> {
+    /// The RPC, e.g. `AgencyService/UpdateAgency`.
+    method: &'a str,
+    action: interlock_api::audit::v1::Action,
+    /// Acting agency code, officer (`x-interlock-user`, empty for none) and credential.
+    actor: (&'a str, &'a str, &'a str),
+    /// Every resource the event names, with its owners' codes.
+    resources: &'a [(&'a str, &'a [&'a str])],
+    /// A detail the event must carry.
+    detail: Option<(&'a str, &'a str)>,
+}
+
+/// Checks that exactly one event records `expected` (told apart from the others by method,
+/// acting agency, first resource and detail) and that its action, actor and resources are right.
+fn assert_audited(events: &[interlock_api::audit::v1::AuditEvent], expected: &Expected<'_>) {
+    let method = format!("/interlock.registry.v1.{}", expected.method);
+    let (agency, user, credential) = expected.actor;
+    let matching: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e.method == method
+                && e.actor_agency == format!("agencies/{agency}")
+                && e.resources.first().is_some_and(|r| r.resource == expected.resources[0].0)
+                && expected.detail.is_none_or(|(key, value)| e.details.get(key).is_some_and(|v| v == value))
+        })
+        .collect();
+    let [event] = matching.as_slice() else {
+        panic!(
+            "{} events for {method} by {agency} on {}: {matching:#?}",
+            matching.len(),
+            expected.resources[0].0
+        );
+    };
+    assert_eq!(event.action, expected.action as i32, "action of {method}");
+    assert_eq!(
+        (event.actor_user.as_str(), event.credential.as_str()),
+        (user, credential),
+        "actor of {method}"
+    );
+    let resources: Vec<(String, Vec<String>)> =
+        event.resources.iter().map(|r| (r.resource.clone(), r.owners.clone())).collect();
+    let wanted: Vec<(String, Vec<String>)> = expected
+        .resources
+        .iter()
+        .map(|(name, owners)| {
+            ((*name).to_owned(), owners.iter().map(|code| format!("agencies/{code}")).collect())
+        })
+        .collect();
+    assert_eq!(resources, wanted, "resources of {method}");
+}
+
+/// Every kind of registry change reaches the audit service as an event of its own, with the
+/// action the event schema names for it, the acting agency, officer and credential, and the
+/// resources it changed: an agency's contacts; a credential issued, rotated and revoked; a
+/// center member joining and leaving; an agreement proposed, signed by each party, suspended,
+/// resumed, amended and revoked. The registry and the audit service run as separate servers on
+/// their own databases, so every event travels the outbox relay and AppendEvents.
+#[tokio::test]
+async fn every_registry_change_reaches_the_audit_log_with_its_actor() {
+    use interlock_api::audit::v1::Action;
+
+    let mut audit_databases = TestDatabase::each_backend().await.into_iter();
+    for database in TestDatabase::each_backend().await {
+        let audit_database = audit_databases.next().expect("as many audit databases");
+        let (registry, audit) = audited_registry(&database, &audit_database).await;
+        let url = registry.url();
+        let admin = registry.admin_channel().await;
+        let (dea, _) =
+            interlock_tests::register(&url, &admin, "DEA", "Drug Enforcement Administration").await;
+        let (ice, _) =
+            interlock_tests::register(&url, &admin, "ICE", "Immigration and Customs Enforcement").await;
+
+        // DEA's administrator changes its duty desk's number.
+        let mut update = agency("DEA", "Drug Enforcement Administration");
+        update.name = "agencies/DEA".into();
+        update.duty_desk.as_mut().unwrap().phone = "+12025550199".into();
+        AgencyServiceClient::new(dea.clone())
+            .update_agency(UpdateAgencyRequest {
+                agency: Some(update),
+                update_mask: Some(FieldMask { paths: vec!["duty_desk".into()] }),
+            })
+            .await
+            .unwrap();
+
+        // A credential issued, rotated and revoked.
+        let (gateway, _) =
+            interlock_tests::issue_credential(&dea, "DEA", "records-gateway", &[Role::AgencyMember]).await;
+        CredentialServiceClient::new(dea.clone())
+            .rotate_credential(RotateCredentialRequest {
+                name: gateway.clone(),
+                grace_period: None,
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        CredentialServiceClient::new(dea.clone())
+            .revoke_credential(RevokeCredentialRequest {
+                name: gateway.clone(),
+                reason: "gateway decommissioned".into(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+
+        // DEA joins and leaves IOC-2.
+        let mut centers = CenterServiceClient::new(admin.clone());
+        centers
+            .create_center(CreateCenterRequest {
+                center: Some(Center {
+                    center_id: "ioc-2".into(),
+                    display_name: "IOC-2".into(),
+                    ..Center::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap();
+        centers
+            .add_center_member(AddCenterMemberRequest {
+                center: "centers/ioc-2".into(),
+                agency: "agencies/DEA".into(),
+                ..AddCenterMemberRequest::default()
+            })
+            .await
+            .unwrap();
+        centers
+            .remove_center_member(RemoveCenterMemberRequest {
+                name: "centers/ioc-2/members/DEA".into(),
+                ..RemoveCenterMemberRequest::default()
+            })
+            .await
+            .unwrap();
+
+        // An agreement's lifecycle, each step by the party that takes it.
+        let agreement = create(&dea, bilateral("DEA", "ICE")).await.unwrap().name;
+        propose(&dea, &agreement).await;
+        sign(&dea, &agreement).await.unwrap();
+        sign(&ice, &agreement).await.unwrap();
+        let mut agreements = AgreementServiceClient::new(ice.clone());
+        agreements
+            .suspend_agreement(SuspendAgreementRequest {
+                name: agreement.clone(),
+                reason: "joint review".into(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        agreements
+            .resume_agreement(ResumeAgreementRequest {
+                name: agreement.clone(),
+                reason: "review closed".into(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        let mut amended = bilateral("DEA", "ICE");
+        amended.name = agreement.clone();
+        amended.etag = get_agreement(&dea, &agreement).await.etag;
+        amended.display_name = "DEA–ICE memorandum of understanding, 2nd edition".into();
+        AgreementServiceClient::new(dea.clone())
+            .amend_agreement(AmendAgreementRequest {
+                agreement: Some(amended),
+                update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
+                change_note: "new title".into(),
+                ..AmendAgreementRequest::default()
+            })
+            .await
+            .unwrap();
+        AgreementServiceClient::new(dea.clone())
+            .revoke_agreement(RevokeAgreementRequest {
+                name: agreement.clone(),
+                reason: "superseded".into(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+
+        let events = registry_events(&database, &registry, &audit).await;
+        let dea_admin = ("DEA", "chief", "agencies/DEA/credentials/admin-backend");
+        let ice_admin = ("ICE", "chief", "agencies/ICE/credentials/admin-backend");
+        let operator = ("INTERLOCK", "", interlock_tests::BOOTSTRAP_ADMIN);
+        let parties: &[&str] = &["DEA", "ICE"];
+        let membership = [("centers/ioc-2", &["INTERLOCK"][..]), ("agencies/DEA", &["DEA"][..])];
+        let on_agreement = [(agreement.as_str(), parties)];
+        let on_gateway = [(gateway.as_str(), &["DEA"][..])];
+        let expectations = [
+            Expected {
+                method: "AgencyService/UpdateAgency",
+                action: Action::Update,
+                actor: dea_admin,
+                resources: &[("agencies/DEA", &["DEA"])],
+                detail: Some(("fields", "duty_desk")),
+            },
+            Expected {
+                method: "CredentialService/CreateCredential",
+                action: Action::CredentialChange,
+                actor: dea_admin,
+                resources: &on_gateway,
+                detail: Some(("roles", "ROLE_AGENCY_MEMBER")),
+            },
+            Expected {
+                method: "CredentialService/RotateCredential",
+                action: Action::CredentialChange,
+                actor: dea_admin,
+                resources: &on_gateway,
+                detail: None,
+            },
+            Expected {
+                method: "CredentialService/RevokeCredential",
+                action: Action::CredentialChange,
+                actor: dea_admin,
+                resources: &on_gateway,
+                detail: Some(("reason", "gateway decommissioned")),
+            },
+            Expected {
+                method: "CenterService/AddCenterMember",
+                action: Action::PrivilegedAction,
+                actor: operator,
+                resources: &membership,
+                detail: None,
+            },
+            Expected {
+                method: "CenterService/RemoveCenterMember",
+                action: Action::PrivilegedAction,
+                actor: operator,
+                resources: &membership,
+                detail: None,
+            },
+            Expected {
+                method: "AgreementService/ProposeAgreement",
+                action: Action::AgreementChange,
+                actor: dea_admin,
+                resources: &on_agreement,
+                detail: Some(("transition", "proposed")),
+            },
+            Expected {
+                method: "AgreementService/SignAgreement",
+                action: Action::AgreementChange,
+                actor: dea_admin,
+                resources: &on_agreement,
+                detail: Some(("state", "proposed")),
+            },
+            Expected {
+                method: "AgreementService/SignAgreement",
+                action: Action::AgreementChange,
+                actor: ice_admin,
+                resources: &on_agreement,
+                // The last signature is the one that made the agreement active.
+                detail: Some(("state", "active")),
+            },
+            Expected {
+                method: "AgreementService/SuspendAgreement",
+                action: Action::AgreementChange,
+                actor: ice_admin,
+                resources: &on_agreement,
+                detail: Some(("transition", "suspended")),
+            },
+            Expected {
+                method: "AgreementService/ResumeAgreement",
+                action: Action::AgreementChange,
+                actor: ice_admin,
+                resources: &on_agreement,
+                // Why the suspension was lifted is audited (ResumeAgreementRequest.reason).
+                detail: Some(("reason", "review closed")),
+            },
+            Expected {
+                method: "AgreementService/AmendAgreement",
+                action: Action::AgreementChange,
+                actor: dea_admin,
+                resources: &on_agreement,
+                detail: Some(("pending_version", "2")),
+            },
+            Expected {
+                method: "AgreementService/RevokeAgreement",
+                action: Action::AgreementChange,
+                actor: dea_admin,
+                resources: &on_agreement,
+                detail: Some(("transition", "revoked")),
+            },
+        ];
+        for expected in &expectations {
+            assert_audited(&events, expected);
+        }
+        // Both signatures say what they were.
+        let signatures = events
+            .iter()
+            .filter(|e| e.method.ends_with("/SignAgreement"))
+            .map(|e| e.details.get("transition").map(String::as_str))
+            .collect::<Vec<_>>();
+        assert_eq!(signatures, [Some("signed"), Some("signed")]);
+    }
+}
+
+async fn get_agreement(channel: &AuthedChannel, name: &str) -> Agreement {
+    AgreementServiceClient::new(channel.clone())
+        .get_agreement(GetAgreementRequest { name: name.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .agreement
+        .unwrap()
+}
+
+async fn versions_of(channel: &AuthedChannel, name: &str) -> Vec<AgreementVersion> {
+    AgreementServiceClient::new(channel.clone())
+        .list_agreement_versions(ListAgreementVersionsRequest { parent: name.into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .versions
+}
+
+/// (signing agency, signing user, version signed) of each signature, in signing order.
+fn signers(signatures: &[Signature]) -> Vec<(&str, &str, i64)> {
+    signatures.iter().map(|s| (s.agency.as_str(), s.user.as_str(), s.version)).collect()
+}
+
+/// The grant `consumer` holds from `provider`.
+async fn grant_from(channel: &AuthedChannel, consumer: &str, provider: &str) -> Grant {
+    let grants = grants_of(channel, consumer).await;
+    let from: Vec<&Grant> = grants.iter().filter(|g| g.provider == format!("agencies/{provider}")).collect();
+    assert_eq!(from.len(), 1, "{consumer} holds one grant from {provider}: {grants:#?}");
+    from[0].clone()
+}
+
+/// An amendment of an active agreement is a new version that every party signs; until the last
+/// signature the version in force keeps applying, and afterwards the new one does — in the
+/// agreement, in the compiled grants and in the version history, with who signed which version
+/// when.
+#[tokio::test]
+async fn an_amendment_comes_into_force_when_every_party_has_signed_it() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let (ice, _) = register(&mesh, "ICE", "Immigration and Customs Enforcement").await;
+        let name = create(&dea, bilateral("DEA", "ICE")).await.unwrap().name;
+        propose(&dea, &name).await;
+        sign(&dea, &name).await.unwrap();
+        let original = sign(&ice, &name).await.unwrap();
+        assert_eq!((original.state, original.version), (AgreementState::Active as i32, 1));
+
+        // DEA proposes full access under a new title.
+        let mut terms = bilateral("DEA", "ICE");
+        terms.name = name.clone();
+        terms.etag = original.etag.clone();
+        terms.display_name = "DEA–ICE memorandum of understanding, full access".into();
+        terms.scope = Some(scope(AccessLevel::Full));
+        let amended = AgreementServiceClient::new(dea.clone())
+            .amend_agreement(AmendAgreementRequest {
+                agreement: Some(terms),
+                update_mask: Some(FieldMask {
+                    paths: vec![
+                        "display_name".into(),
+                        "scope.access_level".into(),
+                        "scope.redacted_fields".into(),
+                    ],
+                }),
+                change_note: "Full access after the joint review".into(),
+                ..AmendAgreementRequest::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let proposed = amended.version.unwrap();
+        assert_eq!((proposed.version, proposed.state), (2, AgreementVersionState::Proposed as i32));
+        assert_eq!(proposed.name, format!("{name}/versions/2"));
+        assert!(proposed.signatures.is_empty());
+
+        // Version 1 stays in force while the amendment awaits signatures, even after one of them.
+        let in_force_until_signed = |agreement: &Agreement, awaiting: &[&str]| {
+            assert_eq!(agreement.state, AgreementState::Active as i32);
+            assert_eq!((agreement.version, agreement.pending_version), (1, 2));
+            assert_eq!(agreement.display_name, original.display_name);
+            assert_eq!(agreement.scope, original.scope);
+            assert_eq!(agreement.signatures, original.signatures, "the signatures of version 1");
+            assert_eq!(agreement.pending_signers, awaiting);
+        };
+        in_force_until_signed(&amended.agreement.unwrap(), &["agencies/DEA", "agencies/ICE"]);
+        in_force_until_signed(&get_agreement(&ice, &name).await, &["agencies/DEA", "agencies/ICE"]);
+        let dea_signed = AgreementServiceClient::new(dea.clone())
+            .sign_agreement(SignAgreementRequest { name: name.clone(), version: 2, etag: String::new() })
+            .await
+            .unwrap()
+            .into_inner();
+        in_force_until_signed(&dea_signed.agreement.unwrap(), &["agencies/ICE"]);
+        in_force_until_signed(&get_agreement(&ice, &name).await, &["agencies/ICE"]);
+        for (consumer, provider) in [("ICE", "DEA"), ("DEA", "ICE")] {
+            let grant = grant_from(&mesh.admin().await, consumer, provider).await;
+            assert_eq!((grant.agreement_version, grant.access_level), (1, AccessLevel::Redacted as i32));
+            assert_eq!(grant.redacted_fields, ["persons[role=ENTITY_ROLE_INFORMANT]"]);
+        }
+
+        // ICE's signature, the last one, brings version 2 into force.
+        let ice_signed = AgreementServiceClient::new(ice.clone())
+            .sign_agreement(SignAgreementRequest { name: name.clone(), version: 2, etag: String::new() })
+            .await
+            .unwrap()
+            .into_inner();
+        let now_in_force = get_agreement(&dea, &name).await;
+        assert_eq!(ice_signed.agreement.as_ref(), Some(&now_in_force));
+        assert_eq!(now_in_force.state, AgreementState::Active as i32);
+        assert_eq!((now_in_force.version, now_in_force.pending_version), (2, 0));
+        assert_eq!(now_in_force.display_name, "DEA–ICE memorandum of understanding, full access");
+        assert_eq!(now_in_force.scope, Some(scope(AccessLevel::Full)));
+        assert!(now_in_force.pending_signers.is_empty());
+        assert_eq!(
+            signers(&now_in_force.signatures),
+            [
+                ("agencies/DEA", "agencies/DEA/users/chief", 2),
+                ("agencies/ICE", "agencies/ICE/users/chief", 2)
+            ],
+            "the signatures of version 2"
+        );
+        assert_eq!(now_in_force.activate_time, original.activate_time, "first activation stays");
+        for (consumer, provider) in [("ICE", "DEA"), ("DEA", "ICE")] {
+            let grant = grant_from(&mesh.admin().await, consumer, provider).await;
+            assert_eq!((grant.agreement_version, grant.access_level), (2, AccessLevel::Full as i32));
+            assert!(grant.redacted_fields.is_empty());
+        }
+
+        // The history: both versions with their own signatures, readable by every party.
+        let versions = versions_of(&ice, &name).await;
+        assert_eq!(versions, versions_of(&dea, &name).await);
+        let [first, second] = versions.as_slice() else { panic!("two versions: {versions:#?}") };
+        assert_eq!((first.version, first.state), (1, AgreementVersionState::Superseded as i32));
+        assert_eq!((second.version, second.state), (2, AgreementVersionState::InForce as i32));
+        assert_eq!(first.signatures, original.signatures);
+        assert_eq!(
+            signers(&first.signatures),
+            [
+                ("agencies/DEA", "agencies/DEA/users/chief", 1),
+                ("agencies/ICE", "agencies/ICE/users/chief", 1)
+            ]
+        );
+        assert_eq!(second.signatures, now_in_force.signatures);
+        assert_eq!(second.signatures[0].sign_time, dea_signed.signature.unwrap().sign_time);
+        assert_eq!(second.signatures[1].sign_time, ice_signed.signature.unwrap().sign_time);
+        // Signed after it was proposed; in force at the last signature, when version 1 retired.
+        let micros = |time: &Option<prost_types::Timestamp>| {
+            time.as_ref().map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1000)).expect("a time")
+        };
+        assert!(micros(&second.signatures[0].sign_time) >= micros(&second.propose_time));
+        assert!(micros(&second.signatures[0].sign_time) <= micros(&second.signatures[1].sign_time));
+        assert_eq!(second.in_force_time, second.signatures[1].sign_time);
+        assert_eq!(first.retire_time, second.in_force_time);
+        assert_eq!(first.in_force_time, original.activate_time);
+        assert_eq!(
+            (second.change_note.as_str(), second.author.as_str()),
+            ("Full access after the joint review", "agencies/DEA")
+        );
+        assert_eq!(first.author, "agencies/DEA");
+        assert_eq!(
+            (first.display_name.as_str(), first.scope.as_ref()),
+            (original.display_name.as_str(), original.scope.as_ref())
+        );
+    }
 }

@@ -1,12 +1,16 @@
 //! The operator commands, as the real `interlock` binary run against a real mesh: agencies, a
 //! center with members, each agency's first administrator credential and user, a bilateral
-//! agreement proposed and signed by both parties, the grants it compiles to, and bad input.
+//! agreement proposed and signed by both parties, the grants it compiles to, and bad input;
+//! credentials rotated, unlocked and revoked; agreements suspended, resumed, amended and revoked.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use interlock_tests::TestServer;
+use interlock_storage::testing::TestDatabase;
+use interlock_tests::{TestServer, register, token};
 use serde_json::Value;
+use tonic::Code;
+use tonic_types::StatusExt;
 
 /// Whom a command signs in as.
 #[derive(Clone)]
@@ -367,4 +371,427 @@ async fn bad_input_prints_the_field_violations_and_fails() {
         denied.stderr
     );
     assert!(denied.stderr.contains("reason: INVALID_CREDENTIALS"), "{}", denied.stderr);
+}
+
+/// A registry alone on `database`: everything the registry's operator commands talk to.
+async fn registry_on(database: &TestDatabase) -> TestServer {
+    TestServer::start(&[
+        "--service",
+        "registry",
+        "--database-url",
+        database.url(),
+        "--mesh-secret",
+        "ilk_operator-test-mesh",
+    ])
+    .await
+}
+
+/// Registers `code` (through gRPC, as the shared test helpers do) and returns how to run commands
+/// as its first administrator credential, on behalf of its administrator user `chief`.
+async fn administrator(server: &TestServer, code: &str, name: &str) -> As {
+    let (_, secret) = register(&server.url(), &server.admin_channel().await, code, name).await;
+    As::Flags {
+        credential: format!("agencies/{code}/credentials/admin-backend"),
+        secret,
+        user: "chief".into(),
+    }
+}
+
+/// The value of `key` in a command's details output (`key   value` lines).
+fn field<'a>(details: &'a str, key: &str) -> &'a str {
+    details
+        .lines()
+        .find_map(|line| line.strip_prefix(key).filter(|rest| rest.starts_with("  ")).map(str::trim))
+        .unwrap_or_else(|| panic!("no {key} in:\n{details}"))
+}
+
+fn reason(status: &tonic::Status) -> String {
+    status.get_error_details().error_info().map(|info| info.reason.clone()).unwrap_or_default()
+}
+
+/// Runs a command that must be refused by the registry with `reason` (exit code 1).
+async fn refused(address: &str, who: &As, args: &[&str], reason: &str) {
+    let ran = interlock(address, who, args).await;
+    assert_eq!(ran.code, Some(1), "interlock {args:?}:\n{}{}", ran.stdout, ran.stderr);
+    assert!(ran.stderr.contains(&format!("reason: {reason}")), "interlock {args:?}:\n{}", ran.stderr);
+}
+
+/// Five wrong secrets in a row: the credential is locked.
+async fn lock(address: &str, credential: &str, secret: &str) {
+    for _ in 0..5 {
+        let status = token(address, credential, "ilk_wrong-guess").await.unwrap_err();
+        assert_eq!(reason(&status), "INVALID_CREDENTIALS");
+    }
+    let locked = token(address, credential, secret).await.unwrap_err();
+    assert_eq!((locked.code(), reason(&locked).as_str()), (Code::Unauthenticated, "CREDENTIAL_LOCKED"));
+}
+
+/// Whether `secret` no longer signs `credential` in, as for a wrong or revoked secret.
+async fn refused_sign_in(address: &str, credential: &str, secret: &str) -> bool {
+    token(address, credential, secret).await.is_err_and(|status| {
+        (status.code(), reason(&status).as_str()) == (Code::Unauthenticated, "INVALID_CREDENTIALS")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_rotate_unlock_and_revoke_credentials() {
+    for database in TestDatabase::each_backend().await {
+        let server = registry_on(&database).await;
+        let url = server.url();
+        let url = url.as_str();
+        let admin = As::Admin(server.data.path().join("bootstrap-admin.secret"));
+        let dea = administrator(&server, "DEA", "Drug Enforcement Administration").await;
+
+        // Two member credentials: one handled in table form, the other with --output json.
+        let mut secrets = Vec::new();
+        for id in ["gateway", "reporting"] {
+            let name = format!("DEA {id}");
+            let args =
+                ["credentials", "create", "DEA", "--id", id, "--name", &name, "--role", "agency-member"];
+            let issued = ok(url, &dea, &[&args[..], &["--output", "json"]].concat()).await.json();
+            secrets.push(issued["secret"].as_str().unwrap().to_owned());
+        }
+        let [gateway_secret, reporting_secret] = [secrets[0].clone(), secrets[1].clone()];
+        let gateway = "agencies/DEA/credentials/gateway";
+        let reporting = "agencies/DEA/credentials/reporting";
+
+        // Rotation: the new secret is printed once and works; the old one no longer does.
+        let rotated = ok(url, &dea, &["credentials", "rotate", "DEA/gateway"]).await;
+        assert!(rotated.stderr.contains("warning: store this secret now"), "{}", rotated.stderr);
+        let new_gateway_secret = field(&rotated.stdout, "new secret").to_owned();
+        assert_ne!(new_gateway_secret, gateway_secret);
+        assert_eq!(field(&rotated.stdout, "secret prefix"), &new_gateway_secret[..8]);
+        assert_eq!(field(&rotated.stdout, "state"), "active");
+        assert!(refused_sign_in(url, gateway, &gateway_secret).await, "the old secret still works");
+        token(url, gateway, &new_gateway_secret).await.expect("the new secret works");
+
+        let rotated =
+            ok(url, &dea, &["credentials", "rotate", "DEA/reporting", "--output", "json"]).await.json();
+        let new_reporting_secret = rotated["secret"].as_str().unwrap().to_owned();
+        assert_ne!(new_reporting_secret, reporting_secret);
+        assert_eq!(rotated["secret_prefix"], new_reporting_secret[..8]);
+        assert_eq!(rotated["state"], "active");
+        assert!(rotated["rotate_time"].is_string(), "{rotated}");
+        assert!(refused_sign_in(url, reporting, &reporting_secret).await, "the old secret still works");
+        token(url, reporting, &new_reporting_secret).await.expect("the new secret works");
+        let shown = ok(url, &dea, &["credentials", "get", "DEA/reporting", "--output", "json"]).await;
+        assert!(shown.json().get("secret").is_none() && !shown.stdout.contains(&new_reporting_secret));
+
+        // Unlocking after five failures: in table form as the center administrator…
+        lock(url, gateway, &new_gateway_secret).await;
+        let shown = ok(url, &dea, &["credentials", "get", "DEA/gateway"]).await.stdout;
+        assert_eq!(field(&shown, "state"), "active (locked)");
+        field(&shown, "locked until");
+        let unlocked =
+            ok(url, &admin, &["credentials", "unlock", "DEA/gateway", "--reason", "verified by phone"])
+                .await
+                .stdout;
+        assert_eq!(field(&unlocked, "state"), "active");
+        assert_eq!(field(&unlocked, "failures"), "0");
+        assert!(!unlocked.contains("locked until"), "{unlocked}");
+        token(url, gateway, &new_gateway_secret).await.expect("unlocked");
+
+        // …and with --output json as DEA's own administrator.
+        lock(url, reporting, &new_reporting_secret).await;
+        let locked = ok(url, &dea, &["credentials", "get", "DEA/reporting", "--output", "json"]).await.json();
+        assert!(locked["lock_expire_time"].is_string(), "{locked}");
+        let unlocked = ok(
+            url,
+            &dea,
+            &["credentials", "unlock", "DEA/reporting", "--reason", "verified in person", "--output", "json"],
+        )
+        .await
+        .json();
+        assert_eq!((&unlocked["state"], &unlocked["lock_expire_time"]), (&"active".into(), &Value::Null));
+        assert_eq!(unlocked["consecutive_failures"], 0);
+        token(url, reporting, &new_reporting_secret).await.expect("unlocked");
+        refused(
+            url,
+            &dea,
+            &["credentials", "unlock", "DEA/reporting", "--reason", "again"],
+            "CREDENTIAL_NOT_LOCKED",
+        )
+        .await;
+
+        // Revocation: the credential can no longer get a token, with either secret.
+        let revoked =
+            ok(url, &dea, &["credentials", "revoke", "DEA/gateway", "--reason", "gateway decommissioned"])
+                .await
+                .stdout;
+        assert_eq!(field(&revoked, "state"), "revoked");
+        assert!(field(&revoked, "revoked").ends_with(" (gateway decommissioned)"), "{revoked}");
+        assert!(refused_sign_in(url, gateway, &new_gateway_secret).await, "a revoked credential signs in");
+
+        let revoked = ok(
+            url,
+            &dea,
+            &["credentials", "revoke", "DEA/reporting", "--reason", "laptop lost", "--output", "json"],
+        )
+        .await
+        .json();
+        assert_eq!(
+            (&revoked["state"], &revoked["revoke_reason"]),
+            (&"revoked".into(), &"laptop lost".into())
+        );
+        assert!(revoked["revoke_time"].is_string(), "{revoked}");
+        assert!(
+            refused_sign_in(url, reporting, &new_reporting_secret).await,
+            "a revoked credential signs in"
+        );
+        let listed = ok(url, &dea, &["credentials", "list", "DEA", "--state", "revoked", "--output", "json"])
+            .await
+            .json();
+        let mut names: Vec<&str> =
+            listed.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        names.sort_unstable();
+        assert_eq!(names, [gateway, reporting]);
+        refused(
+            url,
+            &dea,
+            &["credentials", "revoke", "DEA/reporting", "--reason", "again"],
+            "CREDENTIAL_REVOKED",
+        )
+        .await;
+        refused(url, &dea, &["credentials", "rotate", "DEA/reporting"], "CREDENTIAL_NOT_ACTIVE").await;
+    }
+}
+
+/// Creates a DEA–ICE agreement as DEA with `terms`, proposes it and has both parties sign
+/// version 1; returns its id.
+async fn active_agreement(url: &str, dea: &As, ice: &As, terms: &[&str]) -> String {
+    let args = [&["agreements", "create", "--output", "json"][..], terms].concat();
+    let created = ok(url, dea, &args).await.json();
+    let id = created["name"].as_str().unwrap().trim_start_matches("agreements/").to_owned();
+    ok(url, dea, &["agreements", "propose", &id]).await;
+    for who in [dea, ice] {
+        ok(url, who, &["agreements", "sign", &id, "--version", "1"]).await;
+    }
+    id
+}
+
+/// (consumer, provider, access level, agreement version) of a grant.
+type GrantRow = (String, String, String, i64);
+
+/// The grants agreement `id` gives,
+/// as `grants list --output json` shows them to the center administrator.
+async fn grants_of(url: &str, admin: &As, id: &str) -> Vec<GrantRow> {
+    let listed = ok(url, admin, &["grants", "list", "--output", "json"]).await.json();
+    let mut grants: Vec<_> = listed["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["agreement"] == format!("agreements/{id}"))
+        .map(|g| {
+            let text = |key: &str| g[key].as_str().unwrap().to_owned();
+            (
+                text("consumer"),
+                text("provider"),
+                text("access_level"),
+                g["agreement_version"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    grants.sort();
+    grants
+}
+
+/// Both directions of a DEA–ICE agreement at `access`, version `version`.
+fn both_ways(access: &str, version: i64) -> Vec<GrantRow> {
+    vec![
+        ("agencies/DEA".into(), "agencies/ICE".into(), access.into(), version),
+        ("agencies/ICE".into(), "agencies/DEA".into(), access.into(), version),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parties_suspend_resume_amend_and_revoke_agreements() {
+    for database in TestDatabase::each_backend().await {
+        let server = registry_on(&database).await;
+        let url = server.url();
+        let url = url.as_str();
+        let admin = As::Admin(server.data.path().join("bootstrap-admin.secret"));
+        let dea = administrator(&server, "DEA", "Drug Enforcement Administration").await;
+        let ice = administrator(&server, "ICE", "U.S. Immigration and Customs Enforcement").await;
+        let id = active_agreement(
+            url,
+            &dea,
+            &ice,
+            &[
+                "--name",
+                "DEA–ICE memorandum of understanding",
+                "--party",
+                "DEA:both",
+                "--party",
+                "ICE:both",
+                "--category",
+                "investigation-report",
+                "--ceiling",
+                "law-enforcement-sensitive",
+                "--purpose",
+                "investigation",
+                "--access",
+                "redacted",
+                "--redact",
+                "persons[role=ENTITY_ROLE_INFORMANT]",
+            ],
+        )
+        .await;
+        let id = id.as_str();
+        assert_eq!(grants_of(url, &admin, id).await, both_ways("redacted", 1));
+
+        // ICE suspends (table) and resumes (JSON): the grants disappear and come back.
+        let suspended =
+            ok(url, &ice, &["agreements", "suspend", id, "--reason", "joint review of informant handling"])
+                .await
+                .stdout;
+        assert_eq!(field(&suspended, "state"), "suspended");
+        let by = field(&suspended, "suspended");
+        assert!(
+            by.starts_with("by ICE at ") && by.ends_with(": joint review of informant handling"),
+            "{suspended}"
+        );
+        assert_eq!(grants_of(url, &admin, id).await, Vec::<GrantRow>::new());
+        let resumed =
+            ok(url, &ice, &["agreements", "resume", id, "--reason", "review closed", "--output", "json"])
+                .await
+                .json();
+        assert_eq!(resumed["state"], "active");
+        assert_eq!(resumed["suspensions"], serde_json::json!([]));
+        assert_eq!(grants_of(url, &admin, id).await, both_ways("redacted", 1));
+
+        // DEA suspends (JSON); only DEA can lift its own suspension, which it does (table).
+        let suspended =
+            ok(url, &dea, &["agreements", "suspend", id, "--reason", "audit", "--output", "json"])
+                .await
+                .json();
+        assert_eq!(suspended["state"], "suspended");
+        assert_eq!(
+            (&suspended["suspensions"][0]["agency"], &suspended["suspensions"][0]["reason"]),
+            (&"agencies/DEA".into(), &"audit".into())
+        );
+        assert_eq!(grants_of(url, &admin, id).await, Vec::<GrantRow>::new());
+        refused(url, &ice, &["agreements", "resume", id, "--reason", "not yours"], "NOT_SUSPENDED_BY_CALLER")
+            .await;
+        assert_eq!(grants_of(url, &admin, id).await, Vec::<GrantRow>::new());
+        let resumed = ok(url, &dea, &["agreements", "resume", id, "--reason", "audit done"]).await.stdout;
+        assert_eq!(field(&resumed, "state"), "active");
+        assert!(!resumed.contains("\nsuspended "), "{resumed}");
+        assert_eq!(grants_of(url, &admin, id).await, both_ways("redacted", 1));
+
+        // DEA amends to full access (table): version 1 applies until both parties sign version 2.
+        let amended = ok(
+            url,
+            &dea,
+            &["agreements", "amend", id, "--note", "full access after the review", "--access", "full"],
+        )
+        .await
+        .stdout;
+        assert_eq!(field(&amended, "version"), "1 (amendment 2 pending)");
+        assert!(amended.contains("\nproposed version 2:\n"), "{amended}");
+        assert_eq!(field(amended.split("proposed version 2:").nth(1).unwrap(), "access"), "full");
+        assert_eq!(field(&amended, "awaiting signature"), "DEA, ICE");
+        ok(url, &dea, &["agreements", "sign", id, "--version", "2"]).await;
+        assert_eq!(grants_of(url, &admin, id).await, both_ways("redacted", 1));
+        let signed =
+            ok(url, &ice, &["agreements", "sign", id, "--version", "2", "--output", "json"]).await.json();
+        assert_eq!((&signed["version"], &signed["pending_version"]), (&2.into(), &0.into()));
+        assert_eq!(signed["scope"]["access_level"], "full");
+        assert_eq!(grants_of(url, &admin, id).await, both_ways("full", 2));
+
+        // ICE amends the ceiling (JSON): proposed as version 3, version 2 stays in force.
+        let amended = ok(
+            url,
+            &ice,
+            &[
+                "agreements",
+                "amend",
+                id,
+                "--note",
+                "restricted records too",
+                "--ceiling",
+                "restricted",
+                "--output",
+                "json",
+            ],
+        )
+        .await
+        .json();
+        assert_eq!((&amended["version"], &amended["pending_version"]), (&2.into(), &3.into()));
+        assert_eq!(amended["scope"]["sensitivity_ceiling"], "law-enforcement-sensitive");
+        let proposed = &amended["proposed_version"];
+        assert_eq!((&proposed["version"], &proposed["state"]), (&3.into(), &"proposed".into()));
+        assert_eq!(proposed["scope"]["sensitivity_ceiling"], "restricted");
+        assert_eq!(
+            (&proposed["change_note"], &proposed["author"]),
+            (&"restricted records too".into(), &"agencies/ICE".into())
+        );
+        assert_eq!(grants_of(url, &admin, id).await, both_ways("full", 2));
+
+        // DEA revokes (table): the grants end and the pending amendment is withdrawn with it.
+        let revoked = ok(url, &dea, &["agreements", "revoke", id, "--reason", "superseded by the 2025 MOU"])
+            .await
+            .stdout;
+        assert_eq!(field(&revoked, "state"), "revoked");
+        let by = field(&revoked, "revoked");
+        assert!(by.starts_with("by DEA at ") && by.ends_with(": superseded by the 2025 MOU"), "{revoked}");
+        // It shows the terms that were in force when it ended, not the withdrawn amendment's.
+        assert_eq!(field(&revoked, "version"), "2");
+        assert_eq!(
+            (field(&revoked, "access"), field(&revoked, "ceiling")),
+            ("full", "law-enforcement-sensitive")
+        );
+        assert_eq!(grants_of(url, &admin, id).await, Vec::<GrantRow>::new());
+        let versions = ok(url, &ice, &["agreements", "versions", id, "--output", "json"]).await.json();
+        let states: Vec<&str> =
+            versions.as_array().unwrap().iter().map(|v| v["state"].as_str().unwrap()).collect();
+        assert_eq!(states, ["superseded", "ended", "withdrawn"]);
+        refused(
+            url,
+            &ice,
+            &["agreements", "amend", id, "--note", "revive", "--access", "pointer"],
+            "AGREEMENT_REVOKED",
+        )
+        .await;
+        refused(url, &ice, &["agreements", "resume", id, "--reason", "revive"], "AGREEMENT_REVOKED").await;
+
+        // A second agreement, revoked by ICE with --output json.
+        let second = active_agreement(
+            url,
+            &dea,
+            &ice,
+            &[
+                "--name",
+                "DEA to ICE pointers",
+                "--party",
+                "DEA:provider",
+                "--party",
+                "ICE:consumer",
+                "--category",
+                "seizure",
+                "--ceiling",
+                "unrestricted",
+                "--purpose",
+                "deconfliction",
+                "--access",
+                "pointer",
+            ],
+        )
+        .await;
+        let one_way = vec![("agencies/ICE".to_owned(), "agencies/DEA".to_owned(), "pointer".to_owned(), 1)];
+        assert_eq!(grants_of(url, &admin, &second).await, one_way);
+        let revoked = ok(
+            url,
+            &ice,
+            &["agreements", "revoke", &second, "--reason", "no longer needed", "--output", "json"],
+        )
+        .await
+        .json();
+        assert_eq!(revoked["state"], "revoked");
+        assert_eq!(
+            (&revoked["revoked_by"], &revoked["revoke_reason"]),
+            (&"agencies/ICE".into(), &"no longer needed".into())
+        );
+        assert!(revoked["revoke_time"].is_string(), "{revoked}");
+        assert_eq!(grants_of(url, &admin, &second).await, Vec::<GrantRow>::new());
+    }
 }

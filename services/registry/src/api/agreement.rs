@@ -9,13 +9,15 @@ use tonic::{Request, Response, Status};
 use super::convert::{mask_paths, micros, opt_ts, required, ts};
 use super::{after, page};
 use crate::Registry;
+use crate::domain::agency::agency_name;
 use crate::domain::agreement::{
     Agreement, AgreementState, Party, PartyRole, Scope, Signature, Terms, Version, VersionState,
     agreement_id_from_name,
 };
 use crate::domain::grants::{self, ChangeKind};
 use crate::error::Error;
-use crate::store::{Resource, Versioned};
+use crate::service::agreements::{AgreementChange, AgreementView, Amendment, Transition};
+use crate::store::Resource;
 
 pub(super) fn server(registry: Arc<Registry>) -> AgreementServiceServer<AgreementApi> {
     AgreementServiceServer::new(AgreementApi { registry })
@@ -49,8 +51,8 @@ impl AgreementService for AgreementApi {
         request: Request<GetAgreementRequest>,
     ) -> Result<Response<GetAgreementResponse>, Status> {
         let caller = Caller::of(&request)?.clone();
-        let (agreement, _) =
-            self.registry.get_agreement(&caller, agreement_id(&request.get_ref().name, "name")?).await?;
+        let agreement =
+            self.registry.show_agreement(&caller, agreement_id(&request.get_ref().name, "name")?).await?;
         Ok(Response::new(GetAgreementResponse { agreement: Some(to_proto(&agreement)) }))
     }
 
@@ -73,11 +75,11 @@ impl AgreementService for AgreementApi {
         let start = if after.is_empty() {
             0
         } else {
-            listed.iter().position(|a| a.value.name() == after).map_or(0, |i| i + 1)
+            listed.iter().position(|a| a.agreement.value.name() == after).map_or(0, |i| i + 1)
         };
         let (agreements, next_page_token) =
             page(listed.into_iter().skip(start).take(limit as usize + 1).collect(), limit, |a| {
-                a.value.name()
+                a.agreement.value.name()
             });
         Ok(Response::new(ListAgreementsResponse {
             agreements: agreements.iter().map(to_proto).collect(),
@@ -116,8 +118,7 @@ impl AgreementService for AgreementApi {
             .act_on_agreement(
                 &caller,
                 id,
-                "ProposeAgreement",
-                &request.etag,
+                AgreementChange { transition: Transition::Proposed, etag: &request.etag, reason: "" },
                 |agreement, _, required, now| {
                     if agreement.terms().center().is_some() && required.len() < 2 {
                         return Err(Error::precondition(
@@ -146,6 +147,7 @@ impl AgreementService for AgreementApi {
         let (agreement, _) =
             self.registry.sign_agreement(&caller, id, request.version, &request.etag).await?;
         let signature = agreement
+            .agreement
             .value
             .versions
             .iter()
@@ -165,9 +167,16 @@ impl AgreementService for AgreementApi {
         let id = agreement_id(&request.name, "name")?;
         let (agreement, ()) = self
             .registry
-            .act_on_agreement(&caller, id, "SuspendAgreement", &request.etag, |agreement, actor, _, now| {
-                agreement.suspend(actor, &request.reason, now)
-            })
+            .act_on_agreement(
+                &caller,
+                id,
+                AgreementChange {
+                    transition: Transition::Suspended,
+                    etag: &request.etag,
+                    reason: &request.reason,
+                },
+                |agreement, actor, _, now| agreement.suspend(actor, &request.reason, now),
+            )
             .await?;
         Ok(Response::new(SuspendAgreementResponse { agreement: Some(to_proto(&agreement)) }))
     }
@@ -181,9 +190,16 @@ impl AgreementService for AgreementApi {
         let id = agreement_id(&request.name, "name")?;
         let (agreement, ()) = self
             .registry
-            .act_on_agreement(&caller, id, "ResumeAgreement", &request.etag, |agreement, actor, _, now| {
-                agreement.resume(actor, now)
-            })
+            .act_on_agreement(
+                &caller,
+                id,
+                AgreementChange {
+                    transition: Transition::Resumed,
+                    etag: &request.etag,
+                    reason: &request.reason,
+                },
+                |agreement, actor, _, now| agreement.resume(actor, now),
+            )
             .await?;
         Ok(Response::new(ResumeAgreementResponse { agreement: Some(to_proto(&agreement)) }))
     }
@@ -197,9 +213,16 @@ impl AgreementService for AgreementApi {
         let id = agreement_id(&request.name, "name")?;
         let (agreement, ()) = self
             .registry
-            .act_on_agreement(&caller, id, "RevokeAgreement", &request.etag, |agreement, actor, _, now| {
-                agreement.revoke(actor, &request.reason, now)
-            })
+            .act_on_agreement(
+                &caller,
+                id,
+                AgreementChange {
+                    transition: Transition::Revoked,
+                    etag: &request.etag,
+                    reason: &request.reason,
+                },
+                |agreement, actor, _, now| agreement.revoke(actor, &request.reason, now),
+            )
             .await?;
         Ok(Response::new(RevokeAgreementResponse { agreement: Some(to_proto(&agreement)) }))
     }
@@ -212,15 +235,21 @@ impl AgreementService for AgreementApi {
         let request = request.into_inner();
         let update = required(request.agreement, "agreement")?;
         let id = agreement_id(&update.name, "agreement.name")?.to_owned();
+        let etag = update.etag.clone();
         let paths = mask_paths(request.update_mask);
         check_mask(&paths)?;
         let incoming = terms_from_proto(update)?;
+        let amendment = Amendment {
+            etag: &etag,
+            change_note: &request.change_note,
+            request_id: Some(request.request_id.as_str()).filter(|id| !id.is_empty()),
+        };
         let (agreement, version) = self
             .registry
-            .amend_agreement(&caller, &id, &request.change_note, |current| merge(current, &incoming, &paths))
+            .amend_agreement(&caller, &id, amendment, |current| merge(current, &incoming, &paths))
             .await?;
         Ok(Response::new(AmendAgreementResponse {
-            version: Some(version_to_proto(&agreement.value, &version)),
+            version: Some(version_to_proto(&agreement.agreement.value, &version)),
             agreement: Some(to_proto(&agreement)),
         }))
     }
@@ -234,9 +263,16 @@ impl AgreementService for AgreementApi {
         let id = agreement_id(&request.name, "name")?;
         let (agreement, ()) = self
             .registry
-            .act_on_agreement(&caller, id, "WithdrawAmendment", &request.etag, |agreement, _, _, now| {
-                agreement.withdraw_amendment(now)
-            })
+            .act_on_agreement(
+                &caller,
+                id,
+                AgreementChange {
+                    transition: Transition::AmendmentWithdrawn,
+                    etag: &request.etag,
+                    reason: &request.reason,
+                },
+                |agreement, _, _, now| agreement.withdraw_amendment(now),
+            )
             .await?;
         Ok(Response::new(WithdrawAmendmentResponse { agreement: Some(to_proto(&agreement)) }))
     }
@@ -494,22 +530,12 @@ fn signature_to_proto(signature: &Signature) -> pb::Signature {
     }
 }
 
-fn to_proto(stored: &Versioned<Agreement>) -> pb::Agreement {
+fn to_proto(view: &AgreementView) -> pb::Agreement {
+    let stored = &view.agreement;
     let agreement = &stored.value;
     let now = now_micros();
     let current = agreement.current();
     let pending = agreement.pending();
-    let pending_signers = match pending {
-        Some(version) => agreement
-            .terms()
-            .parties
-            .iter()
-            .filter(|p| p.party.starts_with("agencies/"))
-            .map(|p| p.party.clone())
-            .filter(|party| !version.signed_by(party.trim_start_matches("agencies/")))
-            .collect(),
-        None => Vec::new(),
-    };
     pb::Agreement {
         name: agreement.name(),
         display_name: current.terms.display_name.clone(),
@@ -521,13 +547,9 @@ fn to_proto(stored: &Versioned<Agreement>) -> pb::Agreement {
         state: state_to_proto(agreement.state(now)) as i32,
         version: current.version,
         pending_version: pending.filter(|p| p.version != current.version).map_or(0, |p| p.version),
-        signatures: agreement
-            .versions
-            .iter()
-            .flat_map(|v| v.signatures.iter())
-            .map(signature_to_proto)
-            .collect(),
-        pending_signers,
+        // The signatures of the version shown: those of other versions are in the version history.
+        signatures: current.signatures.iter().map(signature_to_proto).collect(),
+        pending_signers: view.pending_signers.iter().map(|code| agency_name(code)).collect(),
         suspensions: agreement
             .suspensions
             .iter()

@@ -234,6 +234,23 @@ impl Terms {
     }
 }
 
+/// Longest reason a party may give for suspending, resuming, revoking or withdrawing.
+pub const MAX_REASON_CHARS: usize = 1000;
+/// Longest note an amendment may carry.
+pub const MAX_CHANGE_NOTE_CHARS: usize = 4000;
+
+/// A party's explanation (why it suspends, resumes, revokes or withdraws; what an amendment
+/// changes): every other party reads it and the audit log keeps it, so it must say something.
+pub fn check_explanation(field: &str, text: &str, max_chars: usize) -> Result<()> {
+    if text.trim().is_empty() {
+        Err(Error::invalid(field, "is required: say why, for the other parties and the audit log"))
+    } else if text.chars().count() > max_chars {
+        Err(Error::invalid(field, format!("must be at most {max_chars} characters")))
+    } else {
+        Ok(())
+    }
+}
+
 fn check_enum_list(v: &mut FieldViolations, field: &str, values: &[i32], known: impl Fn(i32) -> bool) {
     let mut seen = HashSet::new();
     for (index, value) in values.iter().enumerate() {
@@ -311,6 +328,19 @@ pub enum AgreementState {
     Expired,
 }
 
+impl AgreementState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgreementState::Draft => "draft",
+            AgreementState::Proposed => "proposed",
+            AgreementState::Active => "active",
+            AgreementState::Suspended => "suspended",
+            AgreementState::Revoked => "revoked",
+            AgreementState::Expired => "expired",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Agreement {
     pub agreement_id: String,
@@ -338,6 +368,27 @@ pub fn agreement_name(agreement_id: &str) -> String {
 
 pub fn agreement_id_from_name(name: &str) -> Option<&str> {
     name.strip_prefix("agreements/").filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// That the AmendAgreement call with a given `request_id` proposed `version` of an agreement.
+/// Stored beside the agreement under the same request-id index as everything a create makes, so a
+/// retried amendment finds the version proposed first instead of proposing another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AmendmentReceipt {
+    pub agreement_id: String,
+    pub version: i64,
+}
+
+impl Resource for AmendmentReceipt {
+    const KIND: Kind = Kind::AmendmentReceipt;
+
+    fn name(&self) -> String {
+        format!("{}/versions/{}", agreement_name(&self.agreement_id), self.version)
+    }
+
+    fn parent(&self) -> String {
+        agreement_name(&self.agreement_id)
+    }
 }
 
 /// Who acts on an agreement: the agency, its credential and the signing user.
@@ -392,9 +443,13 @@ impl Agreement {
         self.versions.iter().find(|v| v.state == VersionState::Proposed)
     }
 
-    /// The terms that describe the agreement now: the version in force, else the latest.
+    /// The terms that describe the agreement now: the version in force; once revoked, the one
+    /// that was in force when it ended; before activation, version 1. Never a withdrawn
+    /// amendment: nobody signed it, so it never described the agreement.
     pub fn current(&self) -> &Version {
-        self.in_force().or_else(|| self.versions.last()).unwrap_or(&self.versions[0])
+        self.in_force()
+            .or_else(|| self.versions.iter().find(|v| v.state == VersionState::Ended))
+            .unwrap_or(&self.versions[0])
     }
 
     /// Parties never change across versions (only their roles), so the first version names them.
@@ -415,6 +470,20 @@ impl Agreement {
             None if self.pending().is_some() => AgreementState::Proposed,
             None => AgreementState::Draft,
         }
+    }
+
+    /// Of `required` (the agencies whose signatures the agreement needs now: both agencies, or
+    /// the center's current members), those that have not signed the version awaiting signatures;
+    /// with none awaiting, those that have not signed the version in force (for a center, members
+    /// that joined later and take no part until they sign it). Nobody once the agreement has ended.
+    pub fn unsigned<'r>(&self, required: &'r [String], now_us: i64) -> Vec<&'r str> {
+        if matches!(self.state(now_us), AgreementState::Revoked | AgreementState::Expired) {
+            return Vec::new();
+        }
+        let Some(version) = self.pending().or_else(|| self.in_force()) else {
+            return Vec::new();
+        };
+        required.iter().map(String::as_str).filter(|agency| !version.signed_by(agency)).collect()
     }
 
     fn refuse_if_terminal(&self, now_us: i64) -> Result<()> {
@@ -453,8 +522,8 @@ impl Agreement {
         Ok(())
     }
 
-    /// Signs for `actor.agency`. `required` lists the agencies whose signatures a pending version
-    /// needs (both agencies, or the center's current members); `version` 0 means "whichever awaits".
+    /// Signs `version` for `actor.agency`. `required` lists the agencies whose signatures a pending
+    /// version needs (both agencies, or the center's current members).
     pub fn sign(
         &mut self,
         actor: &Actor<'_>,
@@ -462,6 +531,11 @@ impl Agreement {
         required: &[String],
         now_us: i64,
     ) -> Result<SignOutcome> {
+        // The signer names the version it read, so a signature never lands on terms it did not
+        // see: there is no "whichever awaits", and a missing version is a malformed request.
+        if version <= 0 {
+            return Err(Error::invalid("version", "name the version you have read and sign (1 or more)"));
+        }
         self.refuse_if_terminal(now_us)?;
         let signature = |number| Signature {
             agency: actor.agency.to_owned(),
@@ -490,7 +564,7 @@ impl Agreement {
             ));
         };
         let number = self.versions[target].version;
-        if version != 0 && version != number {
+        if version != number {
             return Err(Error::precondition(
                 "VERSION_MISMATCH",
                 format!("version {number} awaits signatures, not version {version}"),
@@ -585,8 +659,9 @@ impl Agreement {
         Ok(())
     }
 
-    /// Proposes `terms` as the next version while the current one stays in force.
-    pub fn amend(&mut self, terms: Terms, change_note: &str, author: &str, now_us: i64) -> Result<&Version> {
+    /// Whether the agreement can take an amendment at all, whatever its terms: not ended, in
+    /// force, and with no other amendment awaiting signatures. Returns the version in force.
+    pub fn check_amendable(&self, now_us: i64) -> Result<&Version> {
         self.refuse_if_terminal(now_us)?;
         let Some(in_force) = self.in_force() else {
             return Err(Error::precondition(
@@ -600,6 +675,12 @@ impl Agreement {
                 "another amendment awaits signatures: withdraw it first",
             ));
         }
+        Ok(in_force)
+    }
+
+    /// Proposes `terms` as the next version while the current one stays in force.
+    pub fn amend(&mut self, terms: Terms, change_note: &str, author: &str, now_us: i64) -> Result<&Version> {
+        let in_force = self.check_amendable(now_us)?;
         let parties = |t: &Terms| t.parties.iter().map(|p| p.party.clone()).collect::<HashSet<_>>();
         if parties(&terms) != parties(&in_force.terms) {
             let mut violations = FieldViolations::new();

@@ -88,7 +88,21 @@ pub enum Verdict {
     },
     Expired,
     Revoked,
-    CertificateMismatch,
+    /// The right secret without the bound client certificate; a failure like a wrong secret, so
+    /// it can lock the credential too.
+    CertificateMismatch {
+        locked_now: bool,
+    },
+}
+
+impl Verdict {
+    /// Whether this attempt was the failure that locked the credential.
+    pub fn locked_now(self) -> bool {
+        matches!(
+            self,
+            Verdict::WrongSecret { locked_now: true } | Verdict::CertificateMismatch { locked_now: true }
+        )
+    }
 }
 
 impl Credential {
@@ -140,7 +154,7 @@ impl Credential {
             self.consecutive_failures = 0;
         }
         if !certificate_ok && (matches_current || matches_previous) {
-            Verdict::CertificateMismatch
+            Verdict::CertificateMismatch { locked_now }
         } else {
             Verdict::WrongSecret { locked_now }
         }
@@ -265,8 +279,28 @@ mod tests {
     fn certificate_binding() {
         let mut c = credential("ilk_right");
         c.tls_certificate_sha256 = "ab".repeat(32);
-        assert_eq!(c.authenticate("ilk_right", None, 1), Verdict::CertificateMismatch);
+        assert_eq!(c.authenticate("ilk_right", None, 1), Verdict::CertificateMismatch { locked_now: false });
         assert_eq!(c.authenticate("ilk_right", Some(&"AB".repeat(32)), 2), Verdict::Accepted);
+    }
+
+    #[test]
+    fn the_failure_that_locks_says_so_whatever_failed() {
+        let mut c = credential("ilk_right");
+        c.tls_certificate_sha256 = "ab".repeat(32);
+        let verdicts: Vec<Verdict> = (1..=5)
+            .map(|t| {
+                if t % 2 == 0 {
+                    c.authenticate("ilk_wrong", None, t)
+                } else {
+                    c.authenticate("ilk_right", None, t)
+                }
+            })
+            .collect();
+        let locking: Vec<bool> = verdicts.iter().map(|v| v.locked_now()).collect();
+        assert_eq!(locking, [false, false, false, false, true], "{verdicts:?}");
+        assert_eq!(verdicts[4], Verdict::CertificateMismatch { locked_now: true });
+        assert_eq!(c.lock_expire_us, Some(5 + LOCK_DURATION_US));
+        assert!(!c.authenticate("ilk_right", Some(&"ab".repeat(32)), 6).locked_now(), "already locked");
     }
 
     #[test]

@@ -207,7 +207,7 @@ mod tests {
         let required: Vec<String> = signers.iter().map(|s| s.to_string()).collect();
         agreement.propose(1).unwrap();
         for signer in signers {
-            agreement.sign(&Actor { agency: signer, credential: "c", user: "u" }, 0, &required, 2).unwrap();
+            agreement.sign(&Actor { agency: signer, credential: "c", user: "u" }, 1, &required, 2).unwrap();
         }
         agreement
     }

@@ -13,7 +13,8 @@ use super::{check_etag, new_id};
 use crate::Registry;
 use crate::domain::agency::{Agency, agency_name};
 use crate::domain::agreement::{
-    Actor, Agreement, AgreementState, Parties, SignOutcome, Terms, Version, VersionState, agreement_name,
+    Actor, Agreement, AgreementState, AmendmentReceipt, MAX_CHANGE_NOTE_CHARS, MAX_REASON_CHARS, Parties,
+    SignOutcome, Terms, Version, VersionState, agreement_name, check_explanation,
 };
 use crate::domain::center::Center;
 use crate::domain::grants::{self, Grant, World};
@@ -23,8 +24,91 @@ use crate::store::{Commit, Resource, Versioned};
 
 const SERVICE: &str = "/interlock.registry.v1.AgreementService/";
 
-fn method(name: &str) -> String {
-    format!("{SERVICE}{name}")
+/// The change an agreement's audit event records: its RPC, and the word the event carries in
+/// `details.transition` (ACTION_AGREEMENT_CHANGE events name the change there, so an auditor
+/// tells a proposal from a signature without parsing method names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    Created,
+    Updated,
+    Proposed,
+    Signed,
+    Amended,
+    AmendmentWithdrawn,
+    Suspended,
+    Resumed,
+    Revoked,
+}
+
+impl Transition {
+    fn rpc(self) -> &'static str {
+        match self {
+            Transition::Created => "CreateAgreement",
+            Transition::Updated => "UpdateAgreement",
+            Transition::Proposed => "ProposeAgreement",
+            Transition::Signed => "SignAgreement",
+            Transition::Amended => "AmendAgreement",
+            Transition::AmendmentWithdrawn => "WithdrawAmendment",
+            Transition::Suspended => "SuspendAgreement",
+            Transition::Resumed => "ResumeAgreement",
+            Transition::Revoked => "RevokeAgreement",
+        }
+    }
+
+    /// The changes whose request carries a `reason` the proto requires (shown to the other
+    /// parties and audited).
+    fn needs_reason(self) -> bool {
+        matches!(
+            self,
+            Transition::Suspended
+                | Transition::Resumed
+                | Transition::Revoked
+                | Transition::AmendmentWithdrawn
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Created => "created",
+            Transition::Updated => "updated",
+            Transition::Proposed => "proposed",
+            Transition::Signed => "signed",
+            Transition::Amended => "amended",
+            Transition::AmendmentWithdrawn => "amendment_withdrawn",
+            Transition::Suspended => "suspended",
+            Transition::Resumed => "resumed",
+            Transition::Revoked => "revoked",
+        }
+    }
+}
+
+/// An amendment's request fields besides the terms: the etag the author read (required), what
+/// changes and why, and the client's idempotency key.
+pub struct Amendment<'a> {
+    pub etag: &'a str,
+    pub change_note: &'a str,
+    pub request_id: Option<&'a str>,
+}
+
+/// A party's action on an agreement: what it does, the etag it read (empty: don't check), and
+/// why (required for the changes that take a reason; empty otherwise).
+pub struct AgreementChange<'a> {
+    pub transition: Transition,
+    pub etag: &'a str,
+    pub reason: &'a str,
+}
+
+/// Audit detail values hold at most 512 characters (longer ones would get the whole event
+/// rejected by the audit service): a longer reason is kept whole on the agreement where the
+/// proto stores it, and cut here.
+const MAX_AUDITED_REASON_CHARS: usize = 512;
+
+/// An agreement as a caller sees it: the stored document, and the agencies (codes) whose
+/// signature it still awaits, which depend on the center's membership when it is read, not on
+/// the document alone.
+pub struct AgreementView {
+    pub agreement: Versioned<Agreement>,
+    pub pending_signers: Vec<String>,
 }
 
 /// Centers by id and suspended agency codes: what grants and party checks depend on.
@@ -49,6 +133,14 @@ impl Membership {
                 .unwrap_or_default(),
             None => Vec::new(),
         }
+    }
+
+    /// `agreement` with the signatures it awaits now.
+    pub fn view(&self, agreement: Versioned<Agreement>, now_us: i64) -> AgreementView {
+        let required = self.required_signers(agreement.value.terms(), now_us);
+        let pending_signers =
+            agreement.value.unsigned(&required, now_us).into_iter().map(str::to_owned).collect();
+        AgreementView { agreement, pending_signers }
     }
 
     /// Whether `agency` is a party now (for a center: a current member).
@@ -105,12 +197,12 @@ impl Registry {
         caller: &Caller,
         terms: Terms,
         request_id: Option<&str>,
-    ) -> Result<Versioned<Agreement>> {
+    ) -> Result<AgreementView> {
         let now = now_micros();
         if let Some(id) = request_id
             && let Some(existing) = self.repo.get_by_request_id::<Agreement>(id).await?
         {
-            return Ok(existing);
+            return Ok(self.membership().await?.view(existing, now));
         }
         self.check_terms(&terms, now).await?;
         let membership = self.membership().await?;
@@ -118,9 +210,9 @@ impl Registry {
         let agreement = Agreement::new(new_id(), &caller.agency, terms, &author(caller), now);
         let mut commit = Commit::default();
         commit.insert(&agreement, request_id);
-        self.commit_audited(commit, self.agreement_event("CreateAgreement", caller, &agreement, &membership))
-            .await?;
-        Ok(Versioned { value: agreement, revision: 1 })
+        let event = self.agreement_event(Transition::Created, caller, &agreement, &membership, now);
+        self.commit_audited(commit, event).await?;
+        Ok(membership.view(Versioned { value: agreement, revision: 1 }, now))
     }
 
     /// Field rules, then the parties' existence and standing.
@@ -177,17 +269,28 @@ impl Registry {
         Ok(())
     }
 
+    /// The event recording `transition`, with the agreement as it is after it: the version in
+    /// force (or version 1), the version awaiting signatures if any, and the resulting state (a
+    /// signature that completes a version shows here as the state turning active).
     fn agreement_event(
         &self,
-        rpc: &str,
+        transition: Transition,
         caller: &Caller,
         agreement: &Agreement,
         membership: &Membership,
+        now: i64,
     ) -> interlock_audit_client::EventBuilder {
         let owners = party_agencies(agreement.terms(), membership);
-        self.audit(&method(rpc), Action::AgreementChange, Some(caller))
+        let event = self
+            .audit(&format!("{SERVICE}{}", transition.rpc()), Action::AgreementChange, Some(caller))
             .resource(agreement.name(), owners)
+            .detail("transition", transition.as_str())
             .detail("version", agreement.current().version.to_string())
+            .detail("state", agreement.state(now).as_str());
+        match agreement.pending() {
+            Some(pending) => event.detail("pending_version", pending.version.to_string()),
+            None => event,
+        }
     }
 
     /// An agreement the caller may see; NOT_FOUND otherwise, exactly as for a missing one.
@@ -206,13 +309,19 @@ impl Registry {
         Ok((agreement, membership))
     }
 
+    /// An agreement the caller may see, as it sees it.
+    pub async fn show_agreement(&self, caller: &Caller, agreement_id: &str) -> Result<AgreementView> {
+        let (agreement, membership) = self.get_agreement(caller, agreement_id).await?;
+        Ok(membership.view(agreement, now_micros()))
+    }
+
     /// Agreements visible to the caller, optionally filtered by state and party, newest first.
     pub async fn list_agreements(
         &self,
         caller: &Caller,
         state: Option<AgreementState>,
         party: Option<&str>,
-    ) -> Result<Vec<Versioned<Agreement>>> {
+    ) -> Result<Vec<AgreementView>> {
         let now = now_micros();
         let membership = self.membership().await?;
         let mut agreements: Vec<Versioned<Agreement>> = self
@@ -228,19 +337,24 @@ impl Registry {
             (b.value.create_time_us, &b.value.agreement_id)
                 .cmp(&(a.value.create_time_us, &a.value.agreement_id))
         });
-        Ok(agreements)
+        Ok(agreements.into_iter().map(|agreement| membership.view(agreement, now)).collect())
     }
 
-    /// Applies a party's action to an agreement, recorded as `rpc`. `apply` gets the agreement,
-    /// the acting party, the signatures the pending version needs, and the time.
+    /// Applies a party's action to an agreement, recorded as `change.transition` with its
+    /// reason. `apply` gets the agreement, the acting party, the signatures the pending version
+    /// needs, and the time.
     pub async fn act_on_agreement<R>(
         &self,
         caller: &Caller,
         agreement_id: &str,
-        rpc: &str,
-        etag: &str,
+        change: AgreementChange<'_>,
         mut apply: impl FnMut(&mut Agreement, &Actor<'_>, &[String], i64) -> Result<R>,
-    ) -> Result<(Versioned<Agreement>, R)> {
+    ) -> Result<(AgreementView, R)> {
+        let AgreementChange { transition, etag, reason } = change;
+        if transition.needs_reason() {
+            check_explanation("reason", reason, MAX_REASON_CHARS)?;
+        }
+        let audited_reason: String = reason.chars().take(MAX_AUDITED_REASON_CHARS).collect();
         let user = caller.user.clone().unwrap_or_default();
         let actor = Actor { agency: &caller.agency, credential: &caller.credential, user: &user };
         let mut attempts = 0;
@@ -256,11 +370,14 @@ impl Registry {
             let result = apply(&mut agreement, &actor, &required, now)?;
             let mut commit = Commit::default();
             commit.update(&agreement, current.revision);
-            match self
-                .commit_audited(commit, self.agreement_event(rpc, caller, &agreement, &membership))
-                .await
-            {
-                Ok(_) => return Ok((Versioned { value: agreement, revision: current.revision + 1 }, result)),
+            let event = self
+                .agreement_event(transition, caller, &agreement, &membership, now)
+                .detail("reason", audited_reason.as_str());
+            match self.commit_audited(commit, event).await {
+                Ok(_) => {
+                    let changed = Versioned { value: agreement, revision: current.revision + 1 };
+                    return Ok((membership.view(changed, now), result));
+                }
                 Err(Error::Aborted(_)) if attempts < 3 && etag.is_empty() => attempts += 1,
                 Err(error) => return Err(error),
             }
@@ -274,14 +391,15 @@ impl Registry {
         agreement_id: &str,
         etag: &str,
         edit: impl Fn(&Terms) -> Terms,
-    ) -> Result<Versioned<Agreement>> {
+    ) -> Result<AgreementView> {
         if etag.is_empty() {
             return Err(Error::invalid("agreement.etag", "is required to edit a draft"));
         }
         let (current, _) = self.get_agreement(caller, agreement_id).await?;
         let terms = edit(current.value.terms());
         self.check_terms(&terms, now_micros()).await?;
-        self.act_on_agreement(caller, agreement_id, "UpdateAgreement", etag, |agreement, _, _, now| {
+        let change = AgreementChange { transition: Transition::Updated, etag, reason: "" };
+        self.act_on_agreement(caller, agreement_id, change, |agreement, _, _, now| {
             agreement.update_draft(terms.clone(), now)
         })
         .await
@@ -296,7 +414,7 @@ impl Registry {
         agreement_id: &str,
         version: i64,
         etag: &str,
-    ) -> Result<(Versioned<Agreement>, SignOutcome)> {
+    ) -> Result<(AgreementView, SignOutcome)> {
         // Party first: a stranger learns nothing about signing rules of an agreement it isn't party to.
         let (current, membership) = self.get_agreement(caller, agreement_id).await?;
         self.require_acting_party(caller, &membership, current.value.terms(), now_micros())?;
@@ -310,32 +428,77 @@ impl Registry {
                 format!("{user_id} is not a registered, active administrator of {}", caller.agency),
             ));
         }
-        self.act_on_agreement(
-            caller,
-            agreement_id,
-            "SignAgreement",
-            etag,
-            |agreement, actor, required, now| agreement.sign(actor, version, required, now),
-        )
+        let change = AgreementChange { transition: Transition::Signed, etag, reason: "" };
+        self.act_on_agreement(caller, agreement_id, change, |agreement, actor, required, now| {
+            agreement.sign(actor, version, required, now)
+        })
         .await
     }
 
-    /// Proposes the next version with `edit` applied to the terms in force.
+    /// Proposes the next version with `edit` applied to the terms in force. The etag of the
+    /// agreement the caller read is required: the amendment is written against those terms, and
+    /// must not silently land on terms someone else has changed since. A retry with the same
+    /// `request_id` returns the version the first call proposed.
     pub async fn amend_agreement(
         &self,
         caller: &Caller,
         agreement_id: &str,
-        change_note: &str,
+        amendment: Amendment<'_>,
         edit: impl Fn(&Terms) -> Terms,
-    ) -> Result<(Versioned<Agreement>, Version)> {
-        let (current, _) = self.get_agreement(caller, agreement_id).await?;
+    ) -> Result<(AgreementView, Version)> {
+        let Amendment { etag, change_note, request_id } = amendment;
+        check_explanation("change_note", change_note, MAX_CHANGE_NOTE_CHARS)?;
+        if etag.is_empty() {
+            return Err(Error::invalid("agreement.etag", "is required to amend: send the etag you read"));
+        }
+        if let Some(id) = request_id
+            && let Some(receipt) = self.repo.get_by_request_id::<AmendmentReceipt>(id).await?
+        {
+            return self.amended_before(caller, agreement_id, &receipt.value).await;
+        }
+        let (current, membership) = self.get_agreement(caller, agreement_id).await?;
+        check_etag(etag, &current, &current.value.name())?;
+        let now = now_micros();
+        self.require_acting_party(caller, &membership, current.value.terms(), now)?;
+        // The agreement's state before the terms sent: a revoked or expired agreement, or one
+        // whose amendment awaits signatures, takes no amendment whatever its terms, and the
+        // terms to validate (the version in force with the mask applied) exist only for one in
+        // force. Validating first would send the client to fix terms that can never be accepted.
+        current.value.check_amendable(now)?;
         let terms = edit(current.value.terms());
-        self.check_terms(&terms, now_micros()).await?;
-        let author = author(caller);
-        self.act_on_agreement(caller, agreement_id, "AmendAgreement", "", |agreement, _, _, now| {
-            agreement.amend(terms.clone(), change_note, &author, now).cloned()
-        })
-        .await
+        self.check_terms(&terms, now).await?;
+        let mut agreement = current.value.clone();
+        let version = agreement.amend(terms, change_note, &author(caller), now)?.clone();
+        let mut commit = Commit::default();
+        commit.update(&agreement, current.revision);
+        if let Some(id) = request_id {
+            let receipt =
+                AmendmentReceipt { agreement_id: agreement.agreement_id.clone(), version: version.version };
+            commit.insert(&receipt, Some(id));
+        }
+        let event = self.agreement_event(Transition::Amended, caller, &agreement, &membership, now);
+        self.commit_audited(commit, event).await?;
+        let amended = Versioned { value: agreement, revision: current.revision + 1 };
+        Ok((membership.view(amended, now), version))
+    }
+
+    /// What a retried amendment answers: the version the first call proposed, with the agreement
+    /// as it is now (as a retried create returns the resource as it is now).
+    async fn amended_before(
+        &self,
+        caller: &Caller,
+        agreement_id: &str,
+        receipt: &AmendmentReceipt,
+    ) -> Result<(AgreementView, Version)> {
+        if receipt.agreement_id != agreement_id {
+            return Err(Error::invalid("request_id", "was already used to amend another agreement"));
+        }
+        let (agreement, membership) = self.get_agreement(caller, agreement_id).await?;
+        let version = agreement.value.versions.iter().find(|v| v.version == receipt.version).cloned();
+        let version = version.ok_or_else(|| {
+            Error::Corrupt(format!("{} names a version its agreement does not have", receipt.name()))
+        })?;
+        Ok((membership.view(agreement, now_micros()), version))
     }
 
     /// What a draft, proposal or pending amendment would open or close, assuming every party signs.
@@ -422,8 +585,10 @@ pub struct Preview {
     pub after: Vec<Grant>,
 }
 
+/// The author of a version is the agency (`agencies/{code}`), as AgreementVersion.author says;
+/// which officer acted is in the audit event.
 fn author(caller: &Caller) -> String {
-    caller.user.clone().unwrap_or_else(|| caller.credential.clone())
+    caller.agency_name()
 }
 
 /// `agencies/{code}` of every party (for a center: every member, current or former): the owners

@@ -3,11 +3,14 @@
 use std::time::Duration;
 
 use interlock_api::audit::v1::{Action, Outcome};
+use interlock_audit_client::EventBuilder;
 use interlock_auth::{AUDIENCE, Claims, ISSUER, Role};
 use interlock_rpc::now_micros;
 
 use crate::domain::agency::{Agency, agency_name};
-use crate::domain::credential::{Credential, CredentialState, Verdict, parse_credential_name};
+use crate::domain::credential::{
+    Credential, CredentialState, LOCK_AFTER_FAILURES, Verdict, parse_credential_name,
+};
 use crate::error::{Error, Result};
 use crate::store::{Change, Commit, Kind, Versioned};
 use crate::{OPERATOR_AGENCY, Registry};
@@ -45,7 +48,7 @@ impl Registry {
         let ttl = ttl.unwrap_or(self.config.default_token_ttl);
         if let Some(configured) = self.config.configured_credentials.iter().find(|c| c.name == credential) {
             let accepted = configured.secret.matches(secret);
-            self.record_logon(credential, OPERATOR_AGENCY, accepted, "INVALID_CREDENTIALS", None).await?;
+            self.record_logon(credential, OPERATOR_AGENCY, accepted, "INVALID_CREDENTIALS").await?;
             if !accepted {
                 return Err(invalid_credentials());
             }
@@ -56,7 +59,7 @@ impl Registry {
         };
         for _ in 0..3 {
             let Some(stored) = self.repo.get::<Credential>(credential).await? else {
-                self.record_logon(credential, agency_code, false, "INVALID_CREDENTIALS", None).await?;
+                self.record_logon(credential, agency_code, false, "INVALID_CREDENTIALS").await?;
                 return Err(invalid_credentials());
             };
             let now = now_micros();
@@ -70,13 +73,21 @@ impl Registry {
                 Verdict::Accepted if suspended => (false, "AGENCY_SUSPENDED"),
                 Verdict::Accepted => (true, ""),
                 Verdict::Locked { .. } => (false, "CREDENTIAL_LOCKED"),
-                Verdict::CertificateMismatch => (false, "CLIENT_CERTIFICATE_MISMATCH"),
+                Verdict::CertificateMismatch { .. } => (false, "CLIENT_CERTIFICATE_MISMATCH"),
                 _ => (false, "INVALID_CREDENTIALS"),
             };
             let mut commit = Commit::default();
             commit.update(&updated, stored.revision);
-            match self.record_logon(credential, agency_code, accepted, reason, Some(commit)).await {
-                Ok(()) => {}
+            let (event_id, event) = self.logon_event(credential, agency_code, accepted, reason).encode();
+            commit.audit(event_id, event);
+            if verdict.locked_now() {
+                // The lock is a credential change of its own, audited in the same transaction as
+                // the lock and the failure that caused it: neither is durable without the other.
+                let (event_id, event) = self.lock_event(credential, agency_code, &updated).encode();
+                commit.audit(event_id, event);
+            }
+            match self.repo.store().commit(commit).await {
+                Ok(_) => {}
                 // Another attempt on the same credential landed first: count this one on top.
                 Err(Error::Aborted(_)) => continue,
                 Err(error) => return Err(error),
@@ -91,7 +102,7 @@ impl Registry {
                     reason: "CREDENTIAL_LOCKED",
                     message: "too many failed attempts: the credential is locked for 10 minutes".into(),
                 }),
-                Verdict::CertificateMismatch => Err(Error::Unauthenticated {
+                Verdict::CertificateMismatch { .. } => Err(Error::Unauthenticated {
                     reason: "CLIENT_CERTIFICATE_MISMATCH",
                     message:
                         "this credential is bound to a client certificate the connection did not present"
@@ -106,25 +117,38 @@ impl Registry {
         })
     }
 
-    async fn record_logon(
-        &self,
-        credential: &str,
-        agency: &str,
-        accepted: bool,
-        reason: &str,
-        commit: Option<Commit>,
-    ) -> Result<()> {
+    /// Audits an attempt that changed no stored credential.
+    async fn record_logon(&self, credential: &str, agency: &str, accepted: bool, reason: &str) -> Result<()> {
+        let event = self.logon_event(credential, agency, accepted, reason);
+        self.commit_audited(Commit::default(), event).await.map(drop)
+    }
+
+    fn logon_event(&self, credential: &str, agency: &str, accepted: bool, reason: &str) -> EventBuilder {
         let (action, outcome) = if accepted {
             (Action::LogonSuccess, Outcome::Allowed)
         } else {
             (Action::LogonFailure, Outcome::Denied)
         };
-        let event = self
-            .audit(METHOD, action, None)
+        self.audit(METHOD, action, None)
             .actor(&agency_name(agency), credential)
             .outcome(outcome, if accepted { "" } else { reason })
-            .resource(credential, vec![agency_name(agency)]);
-        self.commit_audited(commit.unwrap_or_default(), event).await.map(drop)
+            .resource(credential, vec![agency_name(agency)])
+    }
+
+    /// The event recording that `locked` was locked after too many failures, and until when. It
+    /// names no actor: the registry locks by policy, and whoever presented the failing secrets
+    /// (the LOGON_FAILURE events record what was presented) need not be the credential's holder.
+    fn lock_event(&self, credential: &str, agency: &str, locked: &Credential) -> EventBuilder {
+        let until = locked
+            .lock_expire_us
+            .and_then(chrono::DateTime::from_timestamp_micros)
+            .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+            .unwrap_or_default();
+        self.audit(METHOD, Action::CredentialChange, None)
+            .resource(credential, vec![agency_name(agency)])
+            .detail("change", "locked")
+            .detail("lock_expire_time", until)
+            .detail("consecutive_failures", LOCK_AFTER_FAILURES.to_string())
     }
 
     fn issue(&self, credential: &str, agency: &str, roles: Vec<Role>, ttl: Duration) -> IssuedToken {

@@ -73,7 +73,9 @@ impl Registry {
         require_role(caller, Role::CenterAdministrator)?;
         self.center(center_id).await?;
         let now = now_micros();
-        let action = if affected_agency.is_some() { Action::PermissionChange } else { Action::Update };
+        // Joining or leaving changes which center agreements bind an agency: a privileged action
+        // (ACTION_PRIVILEGED_ACTION names center membership), not a change of a user's roles.
+        let action = if affected_agency.is_some() { Action::PrivilegedAction } else { Action::Update };
         self.modify(
             &center_name(center_id),
             etag,

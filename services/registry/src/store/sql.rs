@@ -137,6 +137,9 @@ macro_rules! sql_store {
                             (kind, name)
                         }
                     };
+                    if !kind.is_watched() {
+                        continue;
+                    }
                     sqlx::query("INSERT INTO registry_changes (kind, name, time_us) VALUES ($1, $2, $3)")
                         .bind(kind.as_str())
                         .bind(name)

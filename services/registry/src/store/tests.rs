@@ -100,6 +100,24 @@ async fn the_change_feed_follows_commits_in_order() {
 }
 
 #[tokio::test]
+async fn an_amendment_receipt_is_found_by_request_id_and_stays_out_of_the_change_feed() {
+    use crate::domain::agreement::AmendmentReceipt;
+
+    for (_db, repo) in each_repository().await {
+        let receipt = AmendmentReceipt { agreement_id: "a1".into(), version: 2 };
+        let mut commit = Commit::default();
+        commit.insert(&agency("DEA"), None).insert(&receipt, Some("amend-1"));
+        repo.store().commit(commit).await.unwrap();
+        let found = repo.get_by_request_id::<AmendmentReceipt>("amend-1").await.unwrap().unwrap();
+        assert_eq!(found.value, receipt);
+        assert!(repo.get_by_request_id::<Agency>("amend-1").await.unwrap().is_none(), "ids are per kind");
+        let changes = repo.store().changes_after(0, 10).await.unwrap();
+        let kinds: Vec<Kind> = changes.iter().map(|c| c.kind).collect();
+        assert_eq!(kinds, [Kind::Agency], "watchers see the agency, not the receipt");
+    }
+}
+
+#[tokio::test]
 async fn listing_pages_in_name_order_and_by_parent() {
     for (_db, repo) in each_repository().await {
         let mut commit = Commit::default();

@@ -107,7 +107,7 @@ fn lifecycle_draft_proposed_active_suspended_revoked() {
     let mut agreement = Agreement::new("a1".into(), "DEA", bilateral("DEA", "ICE"), "admin", 0);
     let required = ["DEA".to_string(), "ICE".to_string()];
     assert_eq!(agreement.state(1), AgreementState::Draft);
-    let err = agreement.sign(&actor("DEA"), 0, &required, 1).unwrap_err();
+    let err = agreement.sign(&actor("DEA"), 1, &required, 1).unwrap_err();
     assert!(matches!(err, Error::FailedPrecondition { reason: "NOTHING_TO_SIGN", .. }));
 
     agreement.propose(2).unwrap();
@@ -151,6 +151,23 @@ fn lifecycle_draft_proposed_active_suspended_revoked() {
 }
 
 #[test]
+fn a_signature_names_the_version_signed() {
+    let mut agreement = Agreement::new("a1".into(), "DEA", bilateral("DEA", "ICE"), "admin", 0);
+    let required = ["DEA".to_string(), "ICE".to_string()];
+    agreement.propose(1).unwrap();
+    for version in [0, -1] {
+        let Err(Error::InvalidArgument(violations)) = agreement.sign(&actor("DEA"), version, &required, 2)
+        else {
+            panic!("version {version} must be refused as an invalid argument");
+        };
+        let fields: Vec<&str> = violations.violations().iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, ["version"]);
+    }
+    assert!(agreement.versions[0].signatures.is_empty(), "nothing was signed");
+    assert_eq!(agreement.sign(&actor("DEA"), 1, &required, 3).unwrap(), SignOutcome::Recorded);
+}
+
+#[test]
 fn amendments_replace_the_version_in_force_only_when_everyone_signed() {
     let mut agreement = Agreement::new("a1".into(), "DEA", bilateral("DEA", "ICE"), "admin", 0);
     let required = ["DEA".to_string(), "ICE".to_string()];
@@ -186,6 +203,18 @@ fn amendments_replace_the_version_in_force_only_when_everyone_signed() {
         agreement.withdraw_amendment(9),
         Err(Error::FailedPrecondition { reason: "NO_PENDING_AMENDMENT", .. })
     ));
+
+    // Revoked with an amendment pending: it is described by the version that was in force.
+    let mut narrower = agreement.current().terms.clone();
+    narrower.scope.purposes = vec![Purpose::Investigation as i32];
+    agreement.amend(narrower, "", "x", 10).unwrap();
+    agreement.revoke(&actor("DEA"), "ended", 11).unwrap();
+    let states: Vec<VersionState> = agreement.versions.iter().map(|v| v.state).collect();
+    assert_eq!(
+        states,
+        [VersionState::Superseded, VersionState::Ended, VersionState::Withdrawn, VersionState::Withdrawn]
+    );
+    assert_eq!(agreement.current().version, 2);
 }
 
 #[test]
@@ -199,6 +228,12 @@ fn agreements_expire_at_their_end_time() {
     agreement.sign(&actor("ICE"), 1, &required, 3).unwrap();
     assert_eq!(agreement.state(99), AgreementState::Active);
     assert_eq!(agreement.state(100), AgreementState::Expired);
+    // An amendment left unsigned at the end awaits no one any more: nothing can be signed.
+    let mut retitled = agreement.current().terms.clone();
+    retitled.display_name = "renamed".into();
+    agreement.amend(retitled, "rename", "DEA", 50).unwrap();
+    assert_eq!(agreement.unsigned(&required, 99), ["DEA", "ICE"]);
+    assert!(agreement.unsigned(&required, 100).is_empty());
     assert!(matches!(
         agreement.suspend(&actor("DEA"), "", 101),
         Err(Error::FailedPrecondition { reason: "AGREEMENT_EXPIRED", .. })
