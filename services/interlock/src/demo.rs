@@ -204,12 +204,20 @@ pub async fn run(mut config: ServeConfig) -> anyhow::Result<()> {
         .await?;
     print_grants(&admin, "ICE").await?;
     let refused = agreements(&agencies["ICE"])
-        .resume_agreement(ResumeAgreementRequest { name: dea_ice.name.clone(), ..Default::default() })
+        .resume_agreement(ResumeAgreementRequest {
+            name: dea_ice.name.clone(),
+            reason: "we need the data back".into(),
+            etag: String::new(),
+        })
         .await
         .expect_err("ICE cannot lift DEA's suspension");
     println!("   ICE tries to resume it: {:?}: {}", refused.code(), refused.message());
     agreements(&agencies["DEA"])
-        .resume_agreement(ResumeAgreementRequest { name: dea_ice.name.clone(), ..Default::default() })
+        .resume_agreement(ResumeAgreementRequest {
+            name: dea_ice.name.clone(),
+            reason: "review closed".into(),
+            etag: String::new(),
+        })
         .await?;
     println!("   DEA resumes it: DEA–ICE is ACTIVE again");
 
