@@ -11,3 +11,4 @@ pub mod demo;
 pub mod generate;
 pub mod record_json;
 pub mod serve;
+pub mod tls;

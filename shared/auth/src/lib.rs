@@ -13,6 +13,7 @@ mod layer;
 mod role;
 mod secret;
 mod sync;
+mod tls;
 mod token;
 
 pub use caller::{CASE_HEADER, Caller, PURPOSE_HEADER, Purpose, USER_HEADER};
@@ -22,4 +23,5 @@ pub use layer::{AuthLayer, AuthService, Authenticator, RevocationState};
 pub use role::Role;
 pub use secret::{SecretHash, generate_secret};
 pub use sync::{sync_revocations, sync_verification_keys};
+pub use tls::{endpoint, is_https, peer_certificate_sha256};
 pub use token::{AUDIENCE, Claims, ISSUER, KeySet, TokenError, TokenSigner};
