@@ -5,7 +5,7 @@ use interlock_api::registry::v1::authentication_service_server::{
     AuthenticationService, AuthenticationServiceServer,
 };
 use interlock_api::registry::v1::*;
-use interlock_auth::{Caller, Role};
+use interlock_auth::{Caller, Role, peer_certificate_sha256};
 use interlock_rpc::FieldViolations;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -38,6 +38,9 @@ impl AuthenticationService for AuthenticationApi {
         &self,
         request: Request<CreateAccessTokenRequest>,
     ) -> Result<Response<CreateAccessTokenResponse>, Status> {
+        // Only a mutual-TLS connection carries a verified client certificate; a credential bound
+        // to one is refused without it.
+        let presented_certificate = peer_certificate_sha256(&request);
         let request = request.into_inner();
         let mut violations = FieldViolations::new();
         violations.check(
@@ -53,8 +56,10 @@ impl AuthenticationService for AuthenticationApi {
             "must be between 60 seconds and 1 hour",
         );
         violations.into_result()?;
-        let issued =
-            self.registry.create_access_token(&request.credential, &request.secret, ttl, None).await?;
+        let issued = self
+            .registry
+            .create_access_token(&request.credential, &request.secret, ttl, presented_certificate.as_deref())
+            .await?;
         Ok(Response::new(CreateAccessTokenResponse {
             access_token: issued.token,
             token_type: "Bearer".into(),

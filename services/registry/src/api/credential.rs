@@ -124,7 +124,7 @@ impl CredentialService for CredentialApi {
                             "expire_time" => credential.expire_time_us = expire,
                             _ => {
                                 credential.tls_certificate_sha256 =
-                                    update.tls_certificate_sha256.to_ascii_lowercase()
+                                    self.registry.certificate_binding(&update.tls_certificate_sha256)?
                             }
                         }
                     }

@@ -59,6 +59,7 @@ impl Registry {
             return Ok((existing, String::new()));
         }
         validate(&new, now)?;
+        let tls_certificate_sha256 = self.certificate_binding(&new.tls_certificate_sha256)?;
         let secret = generate_secret();
         let expire_time_us = Some(new.expire_time_us.unwrap_or(now + DEFAULT_LIFETIME_US));
         let credential = Credential {
@@ -68,7 +69,7 @@ impl Registry {
             roles: new.roles.iter().map(|role| role.as_str().to_owned()).collect(),
             revoked: false,
             expire_time_us,
-            tls_certificate_sha256: new.tls_certificate_sha256.to_ascii_lowercase(),
+            tls_certificate_sha256,
             secret_hash: hex_hash(&secret),
             secret_prefix: secret_prefix(&secret),
             previous_secret_hash: None,
@@ -178,6 +179,28 @@ impl Registry {
         .await
     }
 
+    /// The stored form (lower-case hex) of a credential's binding to a client certificate; empty
+    /// for none. A binding is refused while this registry does not verify client certificates:
+    /// CreateAccessToken would never see the certificate, so the credential could never sign in.
+    pub fn certificate_binding(&self, fingerprint: &str) -> Result<String> {
+        if fingerprint.is_empty() {
+            return Ok(String::new());
+        }
+        if !is_fingerprint(fingerprint) {
+            return Err(Error::invalid("credential.tls_certificate_sha256", FINGERPRINT_FORMAT));
+        }
+        if !self.config.mutual_tls {
+            return Err(Error::precondition(
+                "MUTUAL_TLS_NOT_CONFIGURED",
+                "this registry does not verify client certificates, so a credential bound to one could \
+                 never sign in: serve it with mutual TLS (--tls-certificate, --tls-key and \
+                 --tls-client-ca, or INTERLOCK_TLS_CERTIFICATE, INTERLOCK_TLS_KEY and \
+                 INTERLOCK_TLS_CLIENT_CA), or leave tls_certificate_sha256 empty",
+            ));
+        }
+        Ok(fingerprint.to_ascii_lowercase())
+    }
+
     /// Replaces the secret; the new one is returned once.
     pub async fn rotate_credential(
         &self,
@@ -213,6 +236,12 @@ impl Registry {
     }
 }
 
+const FINGERPRINT_FORMAT: &str = "must be the 64 hex digits of the certificate's SHA-256";
+
+fn is_fingerprint(value: &str) -> bool {
+    value.len() == 64 && value.chars().all(|c| c.is_ascii_hexdigit())
+}
+
 fn may_manage(caller: &Caller, agency: &str) -> bool {
     caller.has_role(Role::CenterAdministrator)
         || (caller.agency == agency && caller.has_role(Role::AgencyAdministrator))
@@ -244,10 +273,9 @@ fn validate(new: &NewCredential, now: i64) -> Result<()> {
     );
     let fingerprint = &new.tls_certificate_sha256;
     violations.check(
-        !fingerprint.is_empty()
-            && (fingerprint.len() != 64 || !fingerprint.chars().all(|c| c.is_ascii_hexdigit())),
+        !fingerprint.is_empty() && !is_fingerprint(fingerprint),
         "credential.tls_certificate_sha256",
-        "must be the 64 hex digits of the certificate's SHA-256",
+        FINGERPRINT_FORMAT,
     );
     if violations.is_empty() { Ok(()) } else { Err(violations.into()) }
 }
