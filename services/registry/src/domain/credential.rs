@@ -45,7 +45,7 @@ pub struct Credential {
     pub rotate_time_us: Option<i64>,
     pub revoke_time_us: Option<i64>,
     pub revoke_reason: String,
-    /// Tokens issued before this time are void (set by revocation and by rotation without grace).
+    /// Tokens issued before this time are void (set by revocation).
     pub tokens_invalidated_before_us: Option<i64>,
     pub create_time_us: i64,
     pub update_time_us: i64,
@@ -146,8 +146,9 @@ impl Credential {
         }
     }
 
-    /// Installs a new secret. The old one keeps working for `grace_us`; without grace, tokens
-    /// issued so far are void at once.
+    /// Installs a new secret. The old one keeps working for `grace_us`. Tokens already issued
+    /// stay valid until they expire, as RotateCredential promises: a rotation replaces a secret,
+    /// it takes nothing from the tokens (revoking the credential is what stops them).
     pub fn rotate(&mut self, new_secret: &str, grace_us: i64, now_us: i64) {
         if grace_us > 0 {
             self.previous_secret_hash = Some(self.secret_hash.clone());
@@ -155,7 +156,6 @@ impl Credential {
         } else {
             self.previous_secret_hash = None;
             self.previous_secret_expire_us = None;
-            self.tokens_invalidated_before_us = Some(now_us);
         }
         self.secret_hash = hex_hash(new_secret);
         self.secret_prefix = secret_prefix(new_secret);
@@ -251,7 +251,7 @@ mod tests {
         assert_eq!(c.authenticate("ilk_new", None, 1_100), Verdict::Accepted);
 
         c.rotate("ilk_newer", 0, 2_000);
-        assert_eq!(c.tokens_invalidated_before_us, Some(2_000));
+        assert_eq!(c.tokens_invalidated_before_us, None, "issued tokens stay valid");
         assert_eq!(c.authenticate("ilk_new", None, 2_001), Verdict::WrongSecret { locked_now: false });
 
         c.expire_time_us = Some(3_000);
