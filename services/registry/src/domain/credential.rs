@@ -45,7 +45,10 @@ pub struct Credential {
     pub rotate_time_us: Option<i64>,
     pub revoke_time_us: Option<i64>,
     pub revoke_reason: String,
-    /// Tokens issued before this time are void (set by revocation).
+    /// Tokens issued before this time are void: set by revocation, and by an update that removes
+    /// a role or changes the certificate binding. Part of the stored document, so it is written in
+    /// the change's transaction, survives restarts, and every replica's revocation feed publishes
+    /// it.
     pub tokens_invalidated_before_us: Option<i64>,
     pub create_time_us: i64,
     pub update_time_us: i64,
@@ -163,6 +166,20 @@ impl Credential {
         self.update_time_us = now_us;
     }
 
+    /// Voids the tokens issued until `now_us` when a change (from `before`) took something from
+    /// them: a role they carry, or the certificate binding they were obtained under (set, replaced
+    /// or removed: a token obtained without the new certificate, or with the old one, no longer
+    /// shows what the binding now demands). Adding roles, renaming or a new expiry voids nothing.
+    /// The time never moves back, so a later change cannot revive tokens an earlier one voided.
+    pub fn void_tokens_if_narrowed(&mut self, before: &Credential, now_us: i64) {
+        let role_removed = before.roles.iter().any(|role| !self.roles.contains(role));
+        let binding_changed = before.tls_certificate_sha256 != self.tls_certificate_sha256;
+        if role_removed || binding_changed {
+            self.tokens_invalidated_before_us =
+                Some(self.tokens_invalidated_before_us.map_or(now_us, |earlier| earlier.max(now_us)));
+        }
+    }
+
     pub fn revoke(&mut self, reason: &str, now_us: i64) {
         self.revoked = true;
         self.revoke_time_us = Some(now_us);
@@ -259,6 +276,32 @@ mod tests {
         c.revoke("leaked", 2_500);
         assert_eq!(c.authenticate("ilk_newer", None, 2_600), Verdict::Revoked);
         assert_eq!(c.state(2_600), CredentialState::Revoked);
+    }
+
+    #[test]
+    fn removing_a_role_or_touching_the_binding_voids_earlier_tokens() {
+        let original = credential("ilk_right");
+        let changed = |change: &dyn Fn(&mut Credential)| {
+            let mut c = original.clone();
+            change(&mut c);
+            c.void_tokens_if_narrowed(&original, 5_000);
+            c.tokens_invalidated_before_us
+        };
+        assert_eq!(changed(&|c| c.roles = vec!["ROLE_AGENCY_ADMINISTRATOR".into()]), Some(5_000), "replaced");
+        assert_eq!(changed(&|c| c.roles.push("ROLE_AGENCY_ADMINISTRATOR".into())), None, "only added");
+        assert_eq!(changed(&|c| c.tls_certificate_sha256 = "ab".repeat(32)), Some(5_000), "bound");
+        assert_eq!(changed(&|c| c.display_name = "renamed".into()), None);
+        assert_eq!(changed(&|c| c.expire_time_us = Some(9_000)), None);
+
+        let mut bound = original.clone();
+        bound.tls_certificate_sha256 = "ab".repeat(32);
+        bound.tokens_invalidated_before_us = Some(7_000);
+        let mut unbound = bound.clone();
+        unbound.tls_certificate_sha256.clear();
+        unbound.void_tokens_if_narrowed(&bound, 6_000);
+        assert_eq!(unbound.tokens_invalidated_before_us, Some(7_000), "unbound; never moved back");
+        unbound.void_tokens_if_narrowed(&bound, 8_000);
+        assert_eq!(unbound.tokens_invalidated_before_us, Some(8_000));
     }
 
     #[test]

@@ -40,6 +40,17 @@ pub struct NewCredential {
     pub tls_certificate_sha256: String,
 }
 
+/// What UpdateCredential changes; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct CredentialUpdate {
+    pub display_name: Option<String>,
+    pub roles: Option<Vec<Role>>,
+    /// `Some(None)` removes the expiry.
+    pub expire_time_us: Option<Option<i64>>,
+    /// `Some("")` removes the certificate binding.
+    pub tls_certificate_sha256: Option<String>,
+}
+
 impl Registry {
     /// Issues a credential and returns it with its secret, which is shown this once and kept only
     /// as a hash. An agency's administrators issue its credentials; a center administrator may
@@ -165,15 +176,64 @@ impl Registry {
         if !unlocking_as_center {
             require_agency_admin(caller, agency)?;
         }
-        let now = now_micros();
         self.modify(
             &credential_name(agency, id),
             etag,
-            |credential: &mut Credential| apply(credential, now),
+            // The time is taken after each read, so a change that voids tokens dates the void
+            // after every token issued from the state it read (each of those committed its logon
+            // before that read), also when a conflict makes it read again.
+            |credential: &mut Credential| apply(credential, now_micros()),
             |credential| {
                 self.audit(&method(rpc), Action::CredentialChange, Some(caller))
                     .resource(credential.name(), vec![agency_name(agency)])
                     .detail("reason", reason)
+            },
+        )
+        .await
+    }
+
+    /// Changes a credential's display name, roles, expiry or certificate binding. Taking a role
+    /// away or touching the binding voids the tokens issued before, in the same commit: the
+    /// revocation feed publishes it from the stored credential to every service.
+    pub async fn update_credential(
+        &self,
+        caller: &Caller,
+        agency: &str,
+        id: &str,
+        etag: &str,
+        update: CredentialUpdate,
+    ) -> Result<Versioned<Credential>> {
+        self.change_credential(
+            caller,
+            agency,
+            id,
+            CredentialChange { rpc: "UpdateCredential", etag, reason: "" },
+            |credential, now| {
+                let before = credential.clone();
+                if let Some(display_name) = &update.display_name {
+                    if display_name.trim().is_empty() {
+                        return Err(Error::invalid("credential.display_name", "is required"));
+                    }
+                    credential.display_name.clone_from(display_name);
+                }
+                if let Some(roles) = &update.roles {
+                    if roles.is_empty() {
+                        return Err(Error::invalid("credential.roles", "name at least one role"));
+                    }
+                    credential.roles = roles.iter().map(|role| role.as_str().to_owned()).collect();
+                }
+                if let Some(expire_time_us) = update.expire_time_us {
+                    if expire_time_us.is_some_and(|expiry| expiry <= now) {
+                        return Err(Error::invalid("credential.expire_time", "must be in the future"));
+                    }
+                    credential.expire_time_us = expire_time_us;
+                }
+                if let Some(fingerprint) = &update.tls_certificate_sha256 {
+                    credential.tls_certificate_sha256 = self.certificate_binding(fingerprint)?;
+                }
+                credential.void_tokens_if_narrowed(&before, now);
+                credential.update_time_us = now;
+                Ok(())
             },
         )
         .await
