@@ -249,3 +249,22 @@ pub async fn enroll_agency(registry: &TestServer, code: &str, name: &str) -> Enr
         issue_credential(&admin, code, "admin-backend", &[Role::AgencyAdministrator]).await;
     Enrolled { credential, secret }
 }
+
+/// Calls `call` every 50 ms until `done` accepts its status (a call that succeeded can be
+/// reported as `Status::ok`), and returns that status; panics after 5 seconds. For changes that
+/// reach other services through a watch within seconds, without sleeping a fixed long time.
+pub async fn wait_for<F, Fut>(call: F, done: impl Fn(&tonic::Status) -> bool) -> tonic::Status
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = tonic::Status>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        let status = call().await;
+        if done(&status) {
+            return status;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "still {status:?} after 5 seconds");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

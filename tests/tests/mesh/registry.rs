@@ -1,6 +1,7 @@
 //! The registry over real gRPC, on SQLite and PostgreSQL: the article's agencies, centers and
 //! agreements; revocation reaching a watcher within one second; bad input refused with nothing
-//! changed; suspended agencies and revoked credentials locked out.
+//! changed; suspended agencies and revoked credentials locked out; tokens voided by taking a role
+//! from their credential.
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use interlock_api::registry::v1::grant_service_client::GrantServiceClient;
 use interlock_api::registry::v1::*;
 use interlock_auth::CallerMetadata;
 use interlock_storage::testing::TestDatabase;
-use interlock_tests::{AuthedChannel, TestServer, agency, as_credential, channel, token};
+use interlock_tests::{AuthedChannel, TestServer, agency, as_credential, channel, token, wait_for};
 use prost_types::FieldMask;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
@@ -526,6 +527,118 @@ async fn suspended_agencies_and_revoked_credentials_are_locked_out() {
     }
 }
 
+/// The status of a call, `Status::ok` when it succeeded, for [`wait_for`].
+fn status_of<T>(result: Result<T, tonic::Status>) -> tonic::Status {
+    result.err().unwrap_or_else(|| tonic::Status::ok("accepted"))
+}
+
+/// The `iat` claim of an access token.
+fn issued_at(token: &str) -> i64 {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url");
+    serde_json::from_slice::<interlock_auth::Claims>(&payload).expect("claims").iat
+}
+
+/// Taking a role from a credential voids its tokens issued before: the records pod (and the
+/// registry's own verifier) refuse them within seconds through the revocation watch, while a token
+/// obtained afterwards works with the roles the credential has now.
+#[tokio::test]
+async fn removing_a_role_voids_earlier_tokens_on_other_services() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let issued = CredentialServiceClient::new(dea.clone())
+            .create_credential(CreateCredentialRequest {
+                parent: "agencies/DEA".into(),
+                credential: Some(Credential {
+                    display_name: "DEA case system".into(),
+                    roles: vec![Role::AgencyMember as i32, Role::AgencyAdministrator as i32],
+                    ..Credential::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let credential = issued.credential.unwrap();
+        // A member's read on the records pod (NOT_FOUND once let in: nothing is stored) and an
+        // administrator's read at the registry, each with `token`.
+        let read_record = |token: String| async {
+            let metadata = CallerMetadata::bearer(token)
+                .on_behalf_of("SA J. Smith", interlock_auth::Purpose::Investigation);
+            let channel = InterceptedService::new(channel(&mesh.records.url()).await, metadata);
+            status_of(
+                RecordsServiceClient::new(channel)
+                    .get_record(GetRecordRequest { name: "records/1".into() })
+                    .await,
+            )
+        };
+        let read_credential = |token: String| async {
+            let channel =
+                InterceptedService::new(channel(&mesh.registry.url()).await, CallerMetadata::bearer(token));
+            status_of(
+                CredentialServiceClient::new(channel)
+                    .get_credential(GetCredentialRequest { name: credential.name.clone() })
+                    .await,
+            )
+        };
+        let before = token(&mesh.registry.url(), &credential.name, &issued.secret).await.unwrap();
+        assert_eq!(read_record(before.clone()).await.code(), Code::NotFound, "a member on the records pod");
+        assert_eq!(
+            read_credential(before.clone()).await.code(),
+            Code::Ok,
+            "an administrator at the registry"
+        );
+
+        // The member role goes (with a new display name in the same update). Signing in changed
+        // the credential (its last authentication), hence a fresh etag.
+        let etag = CredentialServiceClient::new(dea.clone())
+            .get_credential(GetCredentialRequest { name: credential.name.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .credential
+            .unwrap()
+            .etag;
+        let changed = CredentialServiceClient::new(dea.clone())
+            .update_credential(UpdateCredentialRequest {
+                credential: Some(Credential {
+                    name: credential.name.clone(),
+                    etag,
+                    display_name: "DEA case system (administration only)".into(),
+                    roles: vec![Role::AgencyAdministrator as i32],
+                    ..Credential::default()
+                }),
+                update_mask: Some(FieldMask { paths: vec!["display_name".into(), "roles".into()] }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .credential
+            .unwrap();
+        // A token obtained at once, most likely in the same second as the change: it is dated no
+        // earlier than the next whole second, which the void spares.
+        let after = token(&mesh.registry.url(), &credential.name, &issued.secret).await.unwrap();
+        let changed_at = changed.update_time.unwrap();
+        let valid_from = changed_at.seconds + i64::from(changed_at.nanos > 0);
+        assert!(issued_at(&after) >= valid_from, "iat {} before {valid_from}", issued_at(&after));
+
+        let refused =
+            wait_for(|| read_record(before.clone()), |status| status.code() == Code::Unauthenticated).await;
+        assert_eq!(reason(&refused), "CREDENTIAL_CHANGED", "{refused:?}");
+        let refused =
+            wait_for(|| read_credential(before.clone()), |status| status.code() == Code::Unauthenticated)
+                .await;
+        assert_eq!(reason(&refused), "CREDENTIAL_CHANGED", "the registry's own verifier: {refused:?}");
+
+        // The later token is let in everywhere, with the administrator role only.
+        assert_eq!(read_credential(after.clone()).await.code(), Code::Ok);
+        let denied = read_record(after.clone()).await;
+        assert_eq!(denied.code(), Code::PermissionDenied, "no longer a member: {denied:?}");
+    }
+}
+
 #[tokio::test]
 async fn five_failed_logons_lock_a_credential() {
     let database = TestDatabase::sqlite();
@@ -556,22 +669,6 @@ async fn five_failed_logons_lock_a_credential() {
         .await
         .unwrap();
     assert!(token(&mesh.registry.url(), name, &secret).await.is_ok());
-}
-
-async fn wait_for<F, Fut>(call: F, done: impl Fn(&tonic::Status) -> bool) -> tonic::Status
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = tonic::Status>,
-{
-    let started = Instant::now();
-    loop {
-        let status = call().await;
-        if done(&status) {
-            return status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(5), "still {status:?} after 5 seconds");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Two registry replicas on one PostgreSQL database, as Kubernetes runs them: a revocation made
