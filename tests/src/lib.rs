@@ -250,6 +250,11 @@ pub async fn enroll_agency(registry: &TestServer, code: &str, name: &str) -> Enr
     Enrolled { credential, secret }
 }
 
+/// The status of a call, `Status::ok` when it succeeded, for [`wait_for`].
+pub fn status_of<T>(result: Result<T, tonic::Status>) -> tonic::Status {
+    result.err().unwrap_or_else(|| tonic::Status::ok("accepted"))
+}
+
 /// Calls `call` every 50 ms until `done` accepts its status (a call that succeeded can be
 /// reported as `Status::ok`), and returns that status; panics after 5 seconds. For changes that
 /// reach other services through a watch within seconds, without sleeping a fixed long time.

@@ -16,7 +16,9 @@ use interlock_api::registry::v1::grant_service_client::GrantServiceClient;
 use interlock_api::registry::v1::*;
 use interlock_auth::CallerMetadata;
 use interlock_storage::testing::TestDatabase;
-use interlock_tests::{AuthedChannel, TestServer, agency, as_credential, channel, token, wait_for};
+use interlock_tests::{
+    AuthedChannel, TestServer, agency, as_credential, channel, status_of, token, wait_for,
+};
 use prost_types::FieldMask;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
@@ -525,11 +527,6 @@ async fn suspended_agencies_and_revoked_credentials_are_locked_out() {
             Code::Unauthenticated
         );
     }
-}
-
-/// The status of a call, `Status::ok` when it succeeded, for [`wait_for`].
-fn status_of<T>(result: Result<T, tonic::Status>) -> tonic::Status {
-    result.err().unwrap_or_else(|| tonic::Status::ok("accepted"))
 }
 
 /// The `iat` claim of an access token.

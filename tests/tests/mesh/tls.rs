@@ -1,6 +1,7 @@
 //! Mutual TLS over real gRPC, on SQLite and PostgreSQL: a credential bound to a client
 //! certificate signs in only over a connection presenting that certificate; unbound credentials
-//! need none; and a registry that cannot verify client certificates refuses to bind one.
+//! need none; rebinding or unbinding voids the tokens obtained before; and a registry that cannot
+//! verify client certificates refuses to bind one.
 //!
 //! The certificates (a CA, a server certificate for 127.0.0.1 and localhost, and two client
 //! certificates) are generated for each test, so nothing secret is checked in.
@@ -18,7 +19,9 @@ use interlock_api::registry::v1::credential_service_client::CredentialServiceCli
 use interlock_api::registry::v1::*;
 use interlock_auth::CallerMetadata;
 use interlock_storage::testing::TestDatabase;
-use interlock_tests::{AuthedChannel, TestServer, issue_credential, tls_channel, token_on};
+use interlock_tests::{
+    AuthedChannel, TestServer, issue_credential, status_of, tls_channel, token_on, wait_for,
+};
 use prost_types::FieldMask;
 use rcgen::{
     BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -214,31 +217,50 @@ async fn bind(
         .map(drop)
 }
 
-/// A split mesh over mutual TLS: the registry verifies client certificates, a records pod reaches
-/// it over `https://` presenting a client certificate of its own. A credential bound to the
-/// gateway's certificate signs in with it, and with nothing else.
+/// A split mesh over mutual TLS on `database`: the registry verifies client certificates, a
+/// records pod reaches it over `https://` presenting a client certificate of its own.
+async fn split_mesh(pki: &Pki, database: &TestDatabase) -> (TestServer, TestServer) {
+    let registry = start(pki, true, &["--service", "registry", "--database-url", database.url()]).await;
+    let registry_url = registry.url();
+    assert!(registry_url.starts_with("https://"), "{registry_url}");
+    let records = start(
+        pki,
+        true,
+        &[
+            "--service",
+            "records",
+            "--registry-address",
+            &registry_url,
+            "--mesh-tls-client-certificate",
+            &path(&pki.file(&format!("{OTHER}.pem"))),
+            "--mesh-tls-client-key",
+            &path(&pki.file(&format!("{OTHER}.key"))),
+        ],
+    )
+    .await;
+    (registry, records)
+}
+
+/// What the records pod answers an officer's read with `token`: NOT_FOUND once let in (nothing is
+/// stored), UNAUTHENTICATED when the token is refused.
+async fn read_record(pki: &Pki, records: &TestServer, token: String) -> tonic::Status {
+    let on_records = InterceptedService::new(
+        tls_channel(&records.url(), &pki.client(None)).await,
+        CallerMetadata::bearer(token).on_behalf_of("officer-1", interlock_auth::Purpose::Investigation),
+    );
+    status_of(
+        RecordsServiceClient::new(on_records)
+            .get_record(GetRecordRequest { name: "records/42".into() })
+            .await,
+    )
+}
+
+/// A credential bound to the gateway's certificate signs in with it, and with nothing else.
 #[tokio::test]
 async fn a_bound_credential_signs_in_only_with_its_client_certificate() {
     let pki = Pki::generate();
     for database in TestDatabase::each_backend().await {
-        let registry = start(&pki, true, &["--service", "registry", "--database-url", database.url()]).await;
-        let registry_url = registry.url();
-        assert!(registry_url.starts_with("https://"), "{registry_url}");
-        let records = start(
-            &pki,
-            true,
-            &[
-                "--service",
-                "records",
-                "--registry-address",
-                &registry_url,
-                "--mesh-tls-client-certificate",
-                &path(&pki.file(&format!("{OTHER}.pem"))),
-                "--mesh-tls-client-key",
-                &path(&pki.file(&format!("{OTHER}.key"))),
-            ],
-        )
-        .await;
+        let (registry, records) = split_mesh(&pki, &database).await;
 
         // The bootstrap administrator is unbound: TLS without a client certificate is enough.
         let dea = register_dea(&registry).await;
@@ -266,14 +288,7 @@ async fn a_bound_credential_signs_in_only_with_its_client_certificate() {
             .await
             .expect("the bound certificate signs in");
         assert_eq!(get_credential(&dea, &bound.name).await.consecutive_failures, 0);
-        let on_records = InterceptedService::new(
-            tls_channel(&records.url(), &pki.client(None)).await,
-            CallerMetadata::bearer(token).on_behalf_of("officer-1", interlock_auth::Purpose::Investigation),
-        );
-        let missing = RecordsServiceClient::new(on_records)
-            .get_record(GetRecordRequest { name: "records/42".into() })
-            .await
-            .unwrap_err();
+        let missing = read_record(&pki, &records, token).await;
         assert_eq!(missing.code(), Code::NotFound, "authenticated at the records pod: {missing:?}");
 
         // An unbound credential signs in over TLS with or without a client certificate.
@@ -290,6 +305,38 @@ async fn a_bound_credential_signs_in_only_with_its_client_certificate() {
         let refused = sign_in(&pki, &registry, None, &unbound.name, &member.secret).await.unwrap_err();
         assert_eq!(reason(&refused), "CLIENT_CERTIFICATE_MISMATCH");
         sign_in(&pki, &registry, Some(OTHER), &unbound.name, &member.secret).await.expect("its certificate");
+    }
+}
+
+/// Rebinding a credential to another certificate, or unbinding it, voids the tokens obtained
+/// before: the records pod refuses them within seconds, and a token obtained right after the change
+/// under the new binding is let in.
+#[tokio::test]
+async fn rebinding_or_unbinding_voids_the_tokens_obtained_before() {
+    let pki = Pki::generate();
+    for database in TestDatabase::each_backend().await {
+        let (registry, records) = split_mesh(&pki, &database).await;
+        let dea = register_dea(&registry).await;
+        let gateway = create_credential(&dea, "gateway", pki.fingerprint(GATEWAY)).await.expect("bound");
+        let name = gateway.credential.expect("credential").name;
+        let read = |token: &String| read_record(&pki, &records, token.clone());
+        let with_gateway =
+            sign_in(&pki, &registry, Some(GATEWAY), &name, &gateway.secret).await.expect("token");
+        assert_eq!(read(&with_gateway).await.code(), Code::NotFound, "let in");
+
+        // Rebound to the laptop's certificate: the gateway's token goes, the laptop's works.
+        bind(&dea, &get_credential(&dea, &name).await, pki.fingerprint(OTHER)).await.expect("rebind");
+        let with_laptop = sign_in(&pki, &registry, Some(OTHER), &name, &gateway.secret).await.expect("token");
+        let refused = wait_for(|| read(&with_gateway), |status| status.code() == Code::Unauthenticated).await;
+        assert_eq!(reason(&refused), "CREDENTIAL_CHANGED", "{refused:?}");
+        assert_eq!(read(&with_laptop).await.code(), Code::NotFound, "obtained under the new binding");
+
+        // Unbound: the laptop's token goes, one obtained without a certificate works.
+        bind(&dea, &get_credential(&dea, &name).await, String::new()).await.expect("unbind");
+        let without = sign_in(&pki, &registry, None, &name, &gateway.secret).await.expect("unbound token");
+        let refused = wait_for(|| read(&with_laptop), |status| status.code() == Code::Unauthenticated).await;
+        assert_eq!(reason(&refused), "CREDENTIAL_CHANGED", "{refused:?}");
+        assert_eq!(read(&without).await.code(), Code::NotFound, "obtained after unbinding");
     }
 }
 
