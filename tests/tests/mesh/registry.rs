@@ -636,6 +636,38 @@ async fn removing_a_role_voids_earlier_tokens_on_other_services() {
     }
 }
 
+/// An agency administrator cannot give its agency's credentials mesh-wide roles by updating them
+/// (creating such a credential is refused as well).
+#[tokio::test]
+async fn updates_cannot_give_agency_credentials_mesh_wide_roles() {
+    let database = TestDatabase::sqlite();
+    let mesh = Mesh::start(&database).await;
+    let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+    let name = "agencies/DEA/credentials/admin-backend";
+    for role in [Role::CenterAdministrator, Role::CenterAuditor, Role::MeshService] {
+        let refused = CredentialServiceClient::new(dea.clone())
+            .update_credential(UpdateCredentialRequest {
+                credential: Some(Credential {
+                    name: name.into(),
+                    roles: vec![Role::AgencyAdministrator as i32, role as i32],
+                    ..Credential::default()
+                }),
+                update_mask: Some(FieldMask { paths: vec!["roles".into()] }),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{role:?}: {refused:?}");
+    }
+    let stored = CredentialServiceClient::new(dea)
+        .get_credential(GetCredentialRequest { name: name.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .credential
+        .unwrap();
+    assert_eq!(stored.roles, [Role::AgencyAdministrator as i32], "unchanged");
+}
+
 #[tokio::test]
 async fn five_failed_logons_lock_a_credential() {
     let database = TestDatabase::sqlite();

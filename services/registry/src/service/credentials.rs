@@ -220,6 +220,9 @@ impl Registry {
                     if roles.is_empty() {
                         return Err(Error::invalid("credential.roles", "name at least one role"));
                     }
+                    if !may_hold(&credential.agency, roles) {
+                        return Err(Error::invalid("credential.roles", AGENCY_ROLES_ONLY));
+                    }
                     credential.roles = roles.iter().map(|role| role.as_str().to_owned()).collect();
                 }
                 if let Some(expire_time_us) = update.expire_time_us {
@@ -297,6 +300,15 @@ impl Registry {
 }
 
 const FINGERPRINT_FORMAT: &str = "must be the 64 hex digits of the certificate's SHA-256";
+const AGENCY_ROLES_ONLY: &str =
+    "agency credentials hold ROLE_AGENCY_ADMINISTRATOR or ROLE_AGENCY_MEMBER only";
+
+/// Whether a credential of `agency` may hold `roles`: an agency's hold its own agency roles only,
+/// or its administrators could hand themselves mesh-wide ones; the operator's may hold any.
+fn may_hold(agency: &str, roles: &[Role]) -> bool {
+    agency == OPERATOR_AGENCY
+        || roles.iter().all(|role| matches!(role, Role::AgencyAdministrator | Role::AgencyMember))
+}
 
 fn is_fingerprint(value: &str) -> bool {
     value.len() == 64 && value.chars().all(|c| c.is_ascii_hexdigit())
@@ -318,14 +330,7 @@ fn validate(new: &NewCredential, now: i64) -> Result<()> {
     }
     violations.check(new.display_name.trim().is_empty(), "credential.display_name", "is required");
     violations.check(new.roles.is_empty(), "credential.roles", "name at least one role");
-    let operator = new.agency == OPERATOR_AGENCY;
-    let agency_roles_only =
-        new.roles.iter().all(|role| matches!(role, Role::AgencyAdministrator | Role::AgencyMember));
-    violations.check(
-        !operator && !agency_roles_only,
-        "credential.roles",
-        "agency credentials hold ROLE_AGENCY_ADMINISTRATOR or ROLE_AGENCY_MEMBER only",
-    );
+    violations.check(!may_hold(&new.agency, &new.roles), "credential.roles", AGENCY_ROLES_ONLY);
     violations.check(
         new.expire_time_us.is_some_and(|expiry| expiry <= now || expiry > now + MAX_LIFETIME_US),
         "credential.expire_time",
