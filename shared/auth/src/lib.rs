@@ -25,4 +25,6 @@ pub use role::Role;
 pub use secret::{SecretHash, generate_secret};
 pub use sync::{sync_revocations, sync_verification_keys};
 pub use tls::{endpoint, is_https, peer_certificate_sha256};
-pub use token::{AUDIENCE, Claims, ISSUER, KeySet, TokenError, TokenSigner, tokens_valid_from};
+pub use token::{
+    AUDIENCE, Claims, ISSUER, KeySet, LEEWAY_SECONDS, TokenError, TokenSigner, tokens_valid_from,
+};

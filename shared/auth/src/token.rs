@@ -15,7 +15,7 @@ pub const ISSUER: &str = "interlock-registry";
 /// The `aud` claim of every access token.
 pub const AUDIENCE: &str = "interlock";
 /// Allowed clock difference between the registry and a verifying service.
-const LEEWAY_SECONDS: i64 = 30;
+pub const LEEWAY_SECONDS: i64 = 30;
 
 /// The claims of an access token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ use interlock_api::records::v1::GetRecordRequest;
 use interlock_api::records::v1::records_service_client::RecordsServiceClient;
 use interlock_api::registry::v1::agency_service_client::AgencyServiceClient;
 use interlock_api::registry::v1::agreement_service_client::AgreementServiceClient;
+use interlock_api::registry::v1::authentication_service_client::AuthenticationServiceClient;
 use interlock_api::registry::v1::center_service_client::CenterServiceClient;
 use interlock_api::registry::v1::credential_service_client::CredentialServiceClient;
 use interlock_api::registry::v1::grant_service_client::GrantServiceClient;
@@ -666,6 +667,95 @@ async fn updates_cannot_give_agency_credentials_mesh_wide_roles() {
         .credential
         .unwrap();
     assert_eq!(stored.roles, [Role::AgencyAdministrator as i32], "unchanged");
+}
+
+fn seconds_from_now(seconds: i64) -> prost_types::Timestamp {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    prost_types::Timestamp { seconds: now.as_secs() as i64 + seconds, nanos: 0 }
+}
+
+/// Tokens never outlive their credential: one requested for an hour from a credential expiring
+/// sooner expires with it, and moving the expiry before a token's voids that token on other
+/// services within seconds (CREDENTIAL_CHANGED); one obtained afterwards works and is capped at the
+/// new expiry.
+#[tokio::test]
+async fn tokens_never_outlive_their_credential() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let issued = CredentialServiceClient::new(dea.clone())
+            .create_credential(CreateCredentialRequest {
+                parent: "agencies/DEA".into(),
+                credential: Some(Credential {
+                    display_name: "DEA case system".into(),
+                    roles: vec![Role::AgencyMember as i32],
+                    expire_time: Some(seconds_from_now(30 * 60)),
+                    ..Credential::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let credential = issued.credential.unwrap();
+        let hour_token = || async {
+            AuthenticationServiceClient::new(channel(&mesh.registry.url()).await)
+                .create_access_token(CreateAccessTokenRequest {
+                    credential: credential.name.clone(),
+                    secret: issued.secret.clone(),
+                    ttl: Some(prost_types::Duration { seconds: 3600, nanos: 0 }),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        };
+        let before = hour_token().await;
+        let expiry = credential.expire_time.unwrap();
+        assert!(before.expire_time.unwrap().seconds <= expiry.seconds, "capped at {expiry:?}");
+        let read_record = |token: String| async {
+            let metadata = CallerMetadata::bearer(token)
+                .on_behalf_of("SA J. Smith", interlock_auth::Purpose::Investigation);
+            let channel = InterceptedService::new(channel(&mesh.records.url()).await, metadata);
+            status_of(
+                RecordsServiceClient::new(channel)
+                    .get_record(GetRecordRequest { name: "records/1".into() })
+                    .await,
+            )
+        };
+        assert_eq!(read_record(before.access_token.clone()).await.code(), Code::NotFound, "let in");
+
+        let etag = CredentialServiceClient::new(dea.clone())
+            .get_credential(GetCredentialRequest { name: credential.name.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .credential
+            .unwrap()
+            .etag;
+        let shortened = seconds_from_now(5 * 60);
+        CredentialServiceClient::new(dea.clone())
+            .update_credential(UpdateCredentialRequest {
+                credential: Some(Credential {
+                    name: credential.name.clone(),
+                    etag,
+                    expire_time: Some(shortened),
+                    ..Credential::default()
+                }),
+                update_mask: Some(FieldMask { paths: vec!["expire_time".into()] }),
+            })
+            .await
+            .unwrap();
+        let refused = wait_for(
+            || read_record(before.access_token.clone()),
+            |status| status.code() == Code::Unauthenticated,
+        )
+        .await;
+        assert_eq!(reason(&refused), "CREDENTIAL_CHANGED", "{refused:?}");
+
+        let after = hour_token().await;
+        assert!(after.expire_time.unwrap().seconds <= shortened.seconds, "capped at the new expiry");
+        assert_eq!(read_record(after.access_token).await.code(), Code::NotFound, "let in");
+    }
 }
 
 #[tokio::test]

@@ -14,11 +14,10 @@ use tonic::{Request, Response, Status};
 use super::convert::ts;
 use crate::Registry;
 use crate::error::Error;
-use crate::service::authentication::Revocation;
+use crate::service::authentication::{MAX_TOKEN_TTL, Revocation};
 
-/// Shortest and longest token lifetime a client may ask for.
+/// Shortest token lifetime a client may ask for.
 const MIN_TTL: Duration = Duration::from_secs(60);
-const MAX_TTL: Duration = Duration::from_secs(3600);
 /// How long a revocation watch stays silent before it sends a heartbeat.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -51,7 +50,7 @@ impl AuthenticationService for AuthenticationApi {
         violations.check(request.secret.is_empty(), "secret", "is required");
         let ttl = request.ttl.map(|ttl| Duration::from_secs(ttl.seconds.max(0) as u64));
         violations.check(
-            ttl.is_some_and(|ttl| !(MIN_TTL..=MAX_TTL).contains(&ttl)),
+            ttl.is_some_and(|ttl| !(MIN_TTL..=MAX_TOKEN_TTL).contains(&ttl)),
             "ttl",
             "must be between 60 seconds and 1 hour",
         );

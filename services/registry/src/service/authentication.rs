@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use interlock_api::audit::v1::{Action, Outcome};
-use interlock_auth::{AUDIENCE, Claims, ISSUER, Role, tokens_valid_from};
+use interlock_auth::{AUDIENCE, Claims, ISSUER, LEEWAY_SECONDS, Role, tokens_valid_from};
 use interlock_rpc::now_micros;
 
 use crate::domain::agency::{Agency, agency_name};
@@ -13,6 +13,8 @@ use crate::store::{Change, Commit, Kind, Versioned};
 use crate::{OPERATOR_AGENCY, Registry};
 
 const METHOD: &str = "/interlock.registry.v1.AuthenticationService/CreateAccessToken";
+/// Longest token lifetime a client may ask for.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(3600);
 
 /// An issued access token.
 pub struct IssuedToken {
@@ -50,7 +52,9 @@ impl Registry {
                 return Err(invalid_credentials());
             }
             let issued_at = now_micros().div_euclid(1_000_000);
-            return Ok(self.issue(credential, OPERATOR_AGENCY, configured.roles.clone(), ttl, issued_at));
+            // Configured credentials have no expiry to cap the token at.
+            let expires = issued_at.saturating_add(ttl.as_secs() as i64);
+            return Ok(self.issue(credential, OPERATOR_AGENCY, configured.roles.clone(), issued_at, expires));
         }
         let Some((agency_code, _)) = parse_credential_name(credential) else {
             return Err(invalid_credentials());
@@ -90,7 +94,8 @@ impl Registry {
                 Verdict::Accepted => {
                     let issued_at = issue_second(now, updated.tokens_invalidated_before_us);
                     wait_for_second(issued_at).await;
-                    Ok(self.issue(credential, agency_code, updated.roles(), ttl, issued_at))
+                    let expires = updated.token_expiry(issued_at, ttl.as_secs() as i64);
+                    Ok(self.issue(credential, agency_code, updated.roles(), issued_at, expires))
                 }
                 Verdict::Locked { .. } => Err(Error::Unauthenticated {
                     reason: "CREDENTIAL_LOCKED",
@@ -132,16 +137,16 @@ impl Registry {
         self.commit_audited(commit.unwrap_or_default(), event).await.map(drop)
     }
 
-    /// Signs a token dated `issued_at` (epoch seconds; `iat` and `nbf`).
+    /// Signs a token dated `issued_at` and expiring at `expires` (epoch seconds; `iat` and `nbf`,
+    /// and `exp`).
     fn issue(
         &self,
         credential: &str,
         agency: &str,
         roles: Vec<Role>,
-        ttl: Duration,
         issued_at: i64,
+        expires: i64,
     ) -> IssuedToken {
-        let expires = issued_at + ttl.as_secs() as i64;
         let claims = Claims {
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
@@ -167,12 +172,25 @@ impl Registry {
         (self.signer.key_id().to_owned(), self.signer.verifying_key().to_bytes())
     }
 
-    /// Everything revoked or suspended now, and the feed revision it reflects.
+    /// The longest a token may live: the longest a client may ask for, or the configured default
+    /// when that is longer.
+    pub fn max_token_lifetime_us(&self) -> i64 {
+        let longest = MAX_TOKEN_TTL.max(self.config.default_token_ttl);
+        i64::try_from(longest.as_micros()).unwrap_or(i64::MAX)
+    }
+
+    /// Everything suspended now, the revocations and token voids that can still affect a token
+    /// not yet expired, and the feed revision it reflects. Older voids are left out: every token
+    /// they void is past its expiry and verifiers' leeway, so the snapshot stays bounded.
     pub async fn revocation_snapshot(&self) -> Result<(Vec<Revocation>, i64)> {
         let revision = self.repo.store().latest_revision().await?;
+        let now = now_micros();
+        let token_acceptance_us = self.max_token_lifetime_us().saturating_add(LEEWAY_SECONDS * 1_000_000);
         let mut snapshot = Vec::new();
         for credential in self.repo.all::<Credential>().await? {
-            snapshot.extend(credential_revocation(&credential.value));
+            if credential.value.void_still_matters(now, token_acceptance_us) {
+                snapshot.extend(credential_revocation(&credential.value));
+            }
         }
         for agency in self.repo.all::<Agency>().await? {
             if agency.value.is_suspended() {

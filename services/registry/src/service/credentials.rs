@@ -7,7 +7,8 @@ use interlock_rpc::{FieldViolations, now_micros};
 use super::{require_agency_admin, require_role};
 use crate::domain::agency::agency_name;
 use crate::domain::credential::{
-    Credential, CredentialState, MAX_ROTATION_GRACE_US, credential_name, hex_hash, secret_prefix,
+    CLOCK_MARGIN_US, Credential, CredentialState, MAX_ROTATION_GRACE_US, credential_name, hex_hash,
+    secret_prefix,
 };
 use crate::error::{Error, Result};
 use crate::store::{Commit, Resource, Versioned};
@@ -234,7 +235,10 @@ impl Registry {
                 if let Some(fingerprint) = &update.tls_certificate_sha256 {
                     credential.tls_certificate_sha256 = self.certificate_binding(fingerprint)?;
                 }
-                credential.void_tokens_if_narrowed(&before, now);
+                // Tokens may be dated a little ahead (the second after a void, or by a replica
+                // whose clock runs fast), so they may run slightly past the longest lifetime.
+                let token_lifetime_us = self.max_token_lifetime_us().saturating_add(CLOCK_MARGIN_US);
+                credential.void_tokens_if_narrowed(&before, now, token_lifetime_us);
                 credential.update_time_us = now;
                 Ok(())
             },
