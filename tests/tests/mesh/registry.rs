@@ -674,6 +674,42 @@ fn seconds_from_now(seconds: i64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: now.as_secs() as i64 + seconds, nanos: 0 }
 }
 
+/// UpdateCredential cannot remove a credential's expiry, nor set it beyond the maximum create
+/// allows (365 days after the request): INVALID_ARGUMENT on `credential.expire_time`, nothing
+/// changed.
+#[tokio::test]
+async fn updates_keep_credentials_expiring_within_the_maximum() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let name = "agencies/DEA/credentials/admin-backend";
+        let get = || async {
+            CredentialServiceClient::new(dea.clone())
+                .get_credential(GetCredentialRequest { name: name.into() })
+                .await
+                .unwrap()
+                .into_inner()
+                .credential
+                .unwrap()
+        };
+        let original = get().await;
+        assert!(original.expire_time.is_some());
+        for expire_time in [None, Some(seconds_from_now(366 * 24 * 3600))] {
+            let refused = CredentialServiceClient::new(dea.clone())
+                .update_credential(UpdateCredentialRequest {
+                    credential: Some(Credential { name: name.into(), expire_time, ..Credential::default() }),
+                    update_mask: Some(FieldMask { paths: vec!["expire_time".into()] }),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(refused.code(), Code::InvalidArgument, "{expire_time:?}: {refused:?}");
+            let violations = refused.get_details_bad_request().expect("field violations").field_violations;
+            assert_eq!(violations[0].field, "credential.expire_time", "{violations:?}");
+        }
+        assert_eq!(get().await.expire_time, original.expire_time, "unchanged");
+    }
+}
+
 /// Tokens never outlive their credential: one requested for an hour from a credential expiring
 /// sooner expires with it, and moving the expiry before a token's voids that token on other
 /// services within seconds (CREDENTIAL_CHANGED); one obtained afterwards works and is capped at the

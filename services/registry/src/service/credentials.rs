@@ -46,7 +46,8 @@ pub struct NewCredential {
 pub struct CredentialUpdate {
     pub display_name: Option<String>,
     pub roles: Option<Vec<Role>>,
-    /// `Some(None)` removes the expiry.
+    /// `Some(None)` (the mask names `expire_time` without a value) is refused: a credential
+    /// always expires, and no later than the maximum after the request.
     pub expire_time_us: Option<Option<i64>>,
     /// `Some("")` removes the certificate binding.
     pub tls_certificate_sha256: Option<String>,
@@ -227,10 +228,18 @@ impl Registry {
                     credential.roles = roles.iter().map(|role| role.as_str().to_owned()).collect();
                 }
                 if let Some(expire_time_us) = update.expire_time_us {
-                    if expire_time_us.is_some_and(|expiry| expiry <= now) {
-                        return Err(Error::invalid("credential.expire_time", "must be in the future"));
+                    // Same rule as on create, where an unset expiry means the default: here it
+                    // would mean none at all, which no credential may have.
+                    let Some(expiry) = expire_time_us else {
+                        return Err(Error::invalid(
+                            "credential.expire_time",
+                            "is required when update_mask names it: a credential always expires",
+                        ));
+                    };
+                    if !expiry_allowed(expiry, now) {
+                        return Err(Error::invalid("credential.expire_time", EXPIRY_RANGE));
                     }
-                    credential.expire_time_us = expire_time_us;
+                    credential.expire_time_us = Some(expiry);
                 }
                 if let Some(fingerprint) = &update.tls_certificate_sha256 {
                     credential.tls_certificate_sha256 = self.certificate_binding(fingerprint)?;
@@ -307,6 +316,13 @@ const FINGERPRINT_FORMAT: &str = "must be the 64 hex digits of the certificate's
 const AGENCY_ROLES_ONLY: &str =
     "agency credentials hold ROLE_AGENCY_ADMINISTRATOR or ROLE_AGENCY_MEMBER only";
 
+const EXPIRY_RANGE: &str = "must be in the future and at most 365 days away";
+
+/// Whether a credential may be set to expire at `expiry`, asked at `now`.
+fn expiry_allowed(expiry: i64, now: i64) -> bool {
+    expiry > now && expiry <= now.saturating_add(MAX_LIFETIME_US)
+}
+
 /// Whether a credential of `agency` may hold `roles`: an agency's hold its own agency roles only,
 /// or its administrators could hand themselves mesh-wide ones; the operator's may hold any.
 fn may_hold(agency: &str, roles: &[Role]) -> bool {
@@ -336,9 +352,9 @@ fn validate(new: &NewCredential, now: i64) -> Result<()> {
     violations.check(new.roles.is_empty(), "credential.roles", "name at least one role");
     violations.check(!may_hold(&new.agency, &new.roles), "credential.roles", AGENCY_ROLES_ONLY);
     violations.check(
-        new.expire_time_us.is_some_and(|expiry| expiry <= now || expiry > now + MAX_LIFETIME_US),
+        new.expire_time_us.is_some_and(|expiry| !expiry_allowed(expiry, now)),
         "credential.expire_time",
-        "must be in the future and at most 365 days away",
+        EXPIRY_RANGE,
     );
     let fingerprint = &new.tls_certificate_sha256;
     violations.check(
