@@ -637,36 +637,67 @@ async fn removing_a_role_voids_earlier_tokens_on_other_services() {
     }
 }
 
-/// An agency administrator cannot give its agency's credentials mesh-wide roles by updating them
-/// (creating such a credential is refused as well).
+/// An agency administrator cannot give its agency's credentials mesh-wide roles, by creating or
+/// by updating them: PERMISSION_DENIED (reason `ROLE_NOT_ASSIGNABLE`), as the proto says, and
+/// nothing changes.
 #[tokio::test]
-async fn updates_cannot_give_agency_credentials_mesh_wide_roles() {
-    let database = TestDatabase::sqlite();
-    let mesh = Mesh::start(&database).await;
-    let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
-    let name = "agencies/DEA/credentials/admin-backend";
-    for role in [Role::CenterAdministrator, Role::CenterAuditor, Role::MeshService] {
-        let refused = CredentialServiceClient::new(dea.clone())
-            .update_credential(UpdateCredentialRequest {
-                credential: Some(Credential {
-                    name: name.into(),
-                    roles: vec![Role::AgencyAdministrator as i32, role as i32],
-                    ..Credential::default()
-                }),
-                update_mask: Some(FieldMask { paths: vec!["roles".into()] }),
-            })
+async fn agency_credentials_cannot_be_given_mesh_wide_roles() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let name = "agencies/DEA/credentials/admin-backend";
+        for role in [Role::CenterAdministrator, Role::CenterAuditor, Role::MeshService] {
+            let roles = vec![Role::AgencyAdministrator as i32, role as i32];
+            let refused = CredentialServiceClient::new(dea.clone())
+                .update_credential(UpdateCredentialRequest {
+                    credential: Some(Credential {
+                        name: name.into(),
+                        roles: roles.clone(),
+                        ..Credential::default()
+                    }),
+                    update_mask: Some(FieldMask { paths: vec!["roles".into()] }),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(
+                (refused.code(), reason(&refused).as_str()),
+                (Code::PermissionDenied, "ROLE_NOT_ASSIGNABLE"),
+                "update {role:?}: {refused:?}"
+            );
+            let refused = CredentialServiceClient::new(dea.clone())
+                .create_credential(CreateCredentialRequest {
+                    parent: "agencies/DEA".into(),
+                    credential: Some(Credential {
+                        display_name: "DEA escalation".into(),
+                        roles,
+                        ..Credential::default()
+                    }),
+                    request_id: String::new(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(
+                (refused.code(), reason(&refused).as_str()),
+                (Code::PermissionDenied, "ROLE_NOT_ASSIGNABLE"),
+                "create {role:?}: {refused:?}"
+            );
+        }
+        let stored = CredentialServiceClient::new(dea.clone())
+            .get_credential(GetCredentialRequest { name: name.into() })
             .await
-            .unwrap_err();
-        assert_eq!(refused.code(), Code::InvalidArgument, "{role:?}: {refused:?}");
+            .unwrap()
+            .into_inner()
+            .credential
+            .unwrap();
+        assert_eq!(stored.roles, [Role::AgencyAdministrator as i32], "unchanged");
+        let listed = CredentialServiceClient::new(dea)
+            .list_credentials(ListCredentialsRequest { parent: "agencies/DEA".into(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .credentials;
+        assert_eq!(listed.len(), 1, "nothing created");
     }
-    let stored = CredentialServiceClient::new(dea)
-        .get_credential(GetCredentialRequest { name: name.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .credential
-        .unwrap();
-    assert_eq!(stored.roles, [Role::AgencyAdministrator as i32], "unchanged");
 }
 
 fn seconds_from_now(seconds: i64) -> prost_types::Timestamp {

@@ -72,6 +72,7 @@ impl Registry {
             return Ok((existing, String::new()));
         }
         validate(&new, now)?;
+        assignable(&new.agency, &new.roles)?;
         let tls_certificate_sha256 = self.certificate_binding(&new.tls_certificate_sha256)?;
         let secret = generate_secret();
         let expire_time_us = Some(new.expire_time_us.unwrap_or(now + DEFAULT_LIFETIME_US));
@@ -222,9 +223,7 @@ impl Registry {
                     if roles.is_empty() {
                         return Err(Error::invalid("credential.roles", "name at least one role"));
                     }
-                    if !may_hold(&credential.agency, roles) {
-                        return Err(Error::invalid("credential.roles", AGENCY_ROLES_ONLY));
-                    }
+                    assignable(&credential.agency, roles)?;
                     credential.roles = roles.iter().map(|role| role.as_str().to_owned()).collect();
                 }
                 if let Some(expire_time_us) = update.expire_time_us {
@@ -316,6 +315,16 @@ const FINGERPRINT_FORMAT: &str = "must be the 64 hex digits of the certificate's
 const AGENCY_ROLES_ONLY: &str =
     "agency credentials hold ROLE_AGENCY_ADMINISTRATOR or ROLE_AGENCY_MEMBER only";
 
+/// Refuses roles a credential of `agency` may not hold; PERMISSION_DENIED as the proto says, since
+/// the request is well formed but asks for more than the caller may hand out.
+fn assignable(agency: &str, roles: &[Role]) -> Result<()> {
+    if may_hold(agency, roles) {
+        Ok(())
+    } else {
+        Err(Error::denied("ROLE_NOT_ASSIGNABLE", AGENCY_ROLES_ONLY))
+    }
+}
+
 const EXPIRY_RANGE: &str = "must be in the future and at most 365 days away";
 
 /// Whether a credential may be set to expire at `expiry`, asked at `now`.
@@ -350,7 +359,6 @@ fn validate(new: &NewCredential, now: i64) -> Result<()> {
     }
     violations.check(new.display_name.trim().is_empty(), "credential.display_name", "is required");
     violations.check(new.roles.is_empty(), "credential.roles", "name at least one role");
-    violations.check(!may_hold(&new.agency, &new.roles), "credential.roles", AGENCY_ROLES_ONLY);
     violations.check(
         new.expire_time_us.is_some_and(|expiry| !expiry_allowed(expiry, now)),
         "credential.expire_time",
