@@ -14,7 +14,7 @@ use interlock_api::registry::v1::{
 };
 use interlock_auth::{CallerMetadata, Purpose};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -48,6 +48,8 @@ pub fn serve_config(data_dir: &std::path::Path, extra: &[&str]) -> ServeConfig {
 pub struct TestServer {
     pub mesh: Mesh,
     pub data: tempfile::TempDir,
+    /// How the test's own clients reach it when it serves TLS; unused over plaintext.
+    pub client_tls: ClientTlsConfig,
 }
 
 impl TestServer {
@@ -57,9 +59,14 @@ impl TestServer {
     }
 
     pub async fn start(extra: &[&str]) -> Self {
+        Self::start_tls(extra, ClientTlsConfig::new()).await
+    }
+
+    /// A server started with TLS flags in `extra`, reached by the test's clients with `client_tls`.
+    pub async fn start_tls(extra: &[&str], client_tls: ClientTlsConfig) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
         let mesh = Mesh::start(serve_config(data.path(), extra)).await.expect("start interlock serve");
-        let server = Self { mesh, data };
+        let server = Self { mesh, data, client_tls };
         server.wait_until_serving().await;
         server
     }
@@ -82,13 +89,13 @@ impl TestServer {
     }
 
     pub async fn channel(&self) -> Channel {
-        channel(&self.url()).await
+        tls_channel(&self.url(), &self.client_tls).await
     }
 
     /// An access token for the bootstrap administrator (needs this server to run the registry).
     pub async fn admin_token(&self) -> String {
         let secret = self.mesh.bootstrap_admin_secret().expect("this server runs the registry");
-        token(&self.url(), BOOTSTRAP_ADMIN, secret).await.expect("bootstrap admin token")
+        token_on(self.channel().await, BOOTSTRAP_ADMIN, secret).await.expect("bootstrap admin token")
     }
 
     /// A channel on which every call carries the bootstrap administrator's token.
@@ -105,12 +112,22 @@ pub fn free_port() -> u16 {
 }
 
 pub async fn channel(url: &str) -> Channel {
-    Endpoint::from_shared(url.to_owned()).expect("url").connect().await.expect("connect")
+    tls_channel(url, &ClientTlsConfig::new()).await
+}
+
+/// A channel to `url`, over TLS with `tls` when it is `https://`.
+pub async fn tls_channel(url: &str, tls: &ClientTlsConfig) -> Channel {
+    interlock_auth::endpoint(url, tls).expect("url").connect().await.expect("connect")
 }
 
 /// Exchanges a credential for an access token at the registry at `url`.
 pub async fn token(url: &str, credential: &str, secret: &str) -> Result<String, tonic::Status> {
-    let mut client = AuthenticationServiceClient::new(channel(url).await);
+    token_on(channel(url).await, credential, secret).await
+}
+
+/// Exchanges a credential for an access token at the registry reached by `channel`.
+pub async fn token_on(channel: Channel, credential: &str, secret: &str) -> Result<String, tonic::Status> {
+    let mut client = AuthenticationServiceClient::new(channel);
     let response = client
         .create_access_token(CreateAccessTokenRequest {
             credential: credential.to_owned(),
@@ -238,4 +255,28 @@ pub async fn enroll_agency(registry: &TestServer, code: &str, name: &str) -> Enr
     let (credential, secret) =
         issue_credential(&admin, code, "admin-backend", &[Role::AgencyAdministrator]).await;
     Enrolled { credential, secret }
+}
+
+/// The status of a call, `Status::ok` when it succeeded, for [`wait_for`].
+pub fn status_of<T>(result: Result<T, tonic::Status>) -> tonic::Status {
+    result.err().unwrap_or_else(|| tonic::Status::ok("accepted"))
+}
+
+/// Calls `call` every 50 ms until `done` accepts its status (a call that succeeded can be
+/// reported as `Status::ok`), and returns that status; panics after 5 seconds. For changes that
+/// reach other services through a watch within seconds, without sleeping a fixed long time.
+pub async fn wait_for<F, Fut>(call: F, done: impl Fn(&tonic::Status) -> bool) -> tonic::Status
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = tonic::Status>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        let status = call().await;
+        if done(&status) {
+            return status;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "still {status:?} after 5 seconds");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

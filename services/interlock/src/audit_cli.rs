@@ -97,6 +97,9 @@ pub struct ExportArgs {
     #[arg(long, env = "INTERLOCK_AUDIT_ADDRESS", default_value = "http://127.0.0.1:50051")]
     pub server: String,
 
+    #[command(flatten)]
+    pub tls: crate::tls::ClientTlsArgs,
+
     /// An access token of a center auditor or agency administrator. Default: the bootstrap
     /// administrator's, exchanged with the secret in `<data-dir>/bootstrap-admin.secret`.
     #[arg(long, env = "INTERLOCK_TOKEN", hide_env_values = true)]
@@ -123,8 +126,13 @@ pub struct ExportArgs {
 
 /// Streams the visible events to standard output as NDJSON or CSV.
 pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let token = access_token(&args.server, args.token.as_deref(), &args.data_dir).await?;
-    let channel = tonic::transport::Endpoint::from_shared(args.server.clone())?.connect().await?;
+    let channel = args
+        .tls
+        .endpoint(&args.server)?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {}", args.server))?;
+    let token = access_token(channel.clone(), args.token.as_deref(), &args.data_dir).await?;
     let metadata = CallerMetadata::bearer(token).on_behalf_of(&args.user, Purpose::Investigation);
     let mut client = AuditServiceClient::new(InterceptedService::new(channel, metadata));
     let filter = EventFilter {
@@ -253,6 +261,9 @@ pub struct CheckpointArgs {
     #[arg(long, env = "INTERLOCK_AUDIT_ADDRESS", default_value = "http://127.0.0.1:50051")]
     pub server: String,
 
+    #[command(flatten)]
+    pub tls: crate::tls::ClientTlsArgs,
+
     /// The file where this agency keeps the last checkpoint it verified (created on first use).
     #[arg(long, env = "INTERLOCK_AUDIT_STATE")]
     pub state: PathBuf,
@@ -335,8 +346,13 @@ impl SeenCheckpoint {
 /// the state file untouched, when the log was rewritten (or rolled back) since.
 pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<CheckpointReport> {
     let previous = SeenCheckpoint::load(&args.state)?;
-    let token = access_token(&args.server, args.token.as_deref(), &args.data_dir).await?;
-    let channel = tonic::transport::Endpoint::from_shared(args.server.clone())?.connect().await?;
+    let channel = args
+        .tls
+        .endpoint(&args.server)?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {}", args.server))?;
+    let token = access_token(channel.clone(), args.token.as_deref(), &args.data_dir).await?;
     let mut client = AuditServiceClient::new(InterceptedService::new(channel, CallerMetadata::bearer(token)));
 
     let mut pinned_on_first_use = false;
@@ -443,7 +459,7 @@ pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<CheckpointReport
 
 /// `token`, or the bootstrap administrator's token exchanged with the secret in the data dir.
 async fn access_token(
-    server: &str,
+    server: tonic::transport::Channel,
     token: Option<&str>,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<String> {
@@ -452,9 +468,7 @@ async fn access_token(
     }
     let secret = std::fs::read_to_string(data_dir.join("bootstrap-admin.secret"))
         .context("no --token and no bootstrap administrator secret in the data dir")?;
-    let mut auth =
-        AuthenticationServiceClient::connect(server.to_owned()).await.context("cannot reach the registry")?;
-    Ok(auth
+    Ok(AuthenticationServiceClient::new(server)
         .create_access_token(CreateAccessTokenRequest {
             credential: "agencies/INTERLOCK/credentials/bootstrap-admin".into(),
             secret: secret.trim().to_owned(),

@@ -61,7 +61,8 @@ pub struct ServeConfig {
     #[arg(long, env = "INTERLOCK_DATABASE_URL")]
     pub database_url: Option<String>,
 
-    /// Address of the registry (`http://host:port`). Default: this process.
+    /// Address of the registry (`http://host:port`, or `https://host:port` verified with
+    /// --mesh-tls-ca). Default: this process.
     #[arg(long, env = "INTERLOCK_REGISTRY_ADDRESS")]
     pub registry_address: Option<String>,
 
@@ -76,6 +77,35 @@ pub struct ServeConfig {
     /// Address of the audit service. Default: this process.
     #[arg(long, env = "INTERLOCK_AUDIT_ADDRESS")]
     pub audit_address: Option<String>,
+
+    /// PEM file with the certificate chain this server presents (its own certificate first).
+    /// With --tls-key, the server speaks only TLS: every address of it becomes `https://`.
+    #[arg(long, env = "INTERLOCK_TLS_CERTIFICATE", requires = "tls_key")]
+    pub tls_certificate: Option<PathBuf>,
+
+    /// PEM file with the private key of --tls-certificate.
+    #[arg(long, env = "INTERLOCK_TLS_KEY", requires = "tls_certificate")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM bundle of the CAs whose client certificates this server verifies (mutual TLS). Clients
+    /// may still connect without one; only credentials bound to a certificate need it, and
+    /// binding a credential is refused while this is unset.
+    #[arg(long, env = "INTERLOCK_TLS_CLIENT_CA", requires = "tls_certificate")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// PEM bundle of the CAs that verify the other services at `https://` addresses (and this
+    /// process itself, when it serves TLS and calls its own services).
+    #[arg(long, env = "INTERLOCK_MESH_TLS_CA")]
+    pub mesh_tls_ca: Option<PathBuf>,
+
+    /// PEM certificate chain the services present when calling each other over `https://`, for
+    /// servers that ask for a client certificate. Optional.
+    #[arg(long, env = "INTERLOCK_MESH_TLS_CLIENT_CERTIFICATE", requires_all = ["mesh_tls_client_key", "mesh_tls_ca"])]
+    pub mesh_tls_client_certificate: Option<PathBuf>,
+
+    /// PEM private key of --mesh-tls-client-certificate.
+    #[arg(long, env = "INTERLOCK_MESH_TLS_CLIENT_KEY", requires = "mesh_tls_client_certificate")]
+    pub mesh_tls_client_key: Option<PathBuf>,
 
     /// Secret of the mesh service credential (`agencies/INTERLOCK/credentials/mesh`), the same for
     /// every service. Generated per process when unset, which only works with `--service all`.
@@ -143,6 +173,11 @@ impl ServeConfig {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_seconds)
     }
+
+    /// Whether this server verifies client certificates, so credentials may be bound to one.
+    pub fn mutual_tls(&self) -> bool {
+        self.tls_certificate.is_some() && self.tls_client_ca.is_some()
+    }
 }
 
 /// Printed at start-up: every setting, secrets only as set or unset.
@@ -167,6 +202,34 @@ impl fmt::Display for ServeConfig {
         writeln!(f, "records address        {}", address(&self.records_address))?;
         writeln!(f, "deconfliction address  {}", address(&self.deconfliction_address))?;
         writeln!(f, "audit address          {}", address(&self.audit_address))?;
+        let file = |value: &Option<PathBuf>| {
+            value.as_ref().map_or_else(|| "<none>".to_owned(), |path| path.display().to_string())
+        };
+        match (&self.tls_certificate, &self.tls_key) {
+            (Some(certificate), Some(key)) => {
+                writeln!(f, "tls                    certificate {}", certificate.display())?;
+                writeln!(f, "                       key {}", key.display())?;
+            }
+            _ => writeln!(f, "tls                    <off: plaintext>")?,
+        }
+        match &self.tls_client_ca {
+            Some(ca) => writeln!(
+                f,
+                "mutual tls             client CA {} (client certificates optional)",
+                ca.display()
+            )?,
+            None => writeln!(f, "mutual tls             <off: credentials cannot be bound to certificates>")?,
+        }
+        writeln!(f, "mesh tls CA            {}", file(&self.mesh_tls_ca))?;
+        writeln!(
+            f,
+            "mesh tls client        {}",
+            match (&self.mesh_tls_client_certificate, &self.mesh_tls_client_key) {
+                (Some(certificate), Some(key)) =>
+                    format!("certificate {}, key {}", certificate.display(), key.display()),
+                _ => "<none>".to_owned(),
+            }
+        )?;
         writeln!(f, "mesh secret            {}", secret(&self.mesh_secret))?;
         writeln!(f, "bootstrap admin secret {}", secret(&self.bootstrap_admin_secret))?;
         writeln!(f, "token signing key      {}", secret(&self.token_signing_key))?;

@@ -56,6 +56,11 @@ pub async fn run(mut config: ServeConfig) -> anyhow::Result<()> {
     config.records_address = None;
     config.deconfliction_address = None;
     config.audit_address = None;
+    // The demo is a plaintext walk-through on loopback: TLS settings meant for `serve` (perhaps
+    // from the environment) would only stop its own clients from connecting.
+    config.tls_certificate = None;
+    config.tls_key = None;
+    config.tls_client_ca = None;
     let audit_origin = config.audit_origin.clone();
     let mesh = Mesh::start(config).await?;
     let url = mesh.url();

@@ -12,3 +12,4 @@ mod drain;
 pub mod generate;
 pub mod record_json;
 pub mod serve;
+pub mod tls;

@@ -1,6 +1,6 @@
 //! Starting and stopping the mesh (or one service of it).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +46,8 @@ const AFTER_GRACE: Duration = Duration::from_secs(2);
 /// A running server: the whole mesh or one service.
 pub struct Mesh {
     address: SocketAddr,
+    /// Whether the server speaks TLS, so its clients need `https://`.
+    tls: bool,
     bootstrap_admin_secret: Option<String>,
     stop: watch::Sender<bool>,
     /// Raised when the grace period is over: calls still running are ended.
@@ -64,18 +66,30 @@ impl Mesh {
                 "--database-url names one service's database; with --service all each service gets its own file under --data-dir"
             );
         }
+        // Read before binding, so a bad TLS file stops start-up with its path.
+        let server_tls = crate::tls::server_tls(&config)?;
+        let mesh_tls = crate::tls::mesh_client_tls(&config)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let address = listener.local_addr()?;
-        let own = format!("http://{address}");
+        let own = own_url(address, server_tls.is_some());
+        let runs = |service| config.service.services().contains(&service);
         let registry_address = config.registry_address.clone().unwrap_or_else(|| own.clone());
         // Record counts for agreement previews: from the configured records service, or from
         // this process when it runs one; a registry alone has none to offer.
-        let records_address = config
-            .records_address
-            .clone()
-            .or_else(|| config.service.services().contains(&ServiceKind::Records).then(|| own.clone()));
+        let records_address =
+            config.records_address.clone().or_else(|| runs(ServiceKind::Records).then(|| own.clone()));
+        let deconfliction_address = config.deconfliction_address.clone().unwrap_or_else(|| own.clone());
+        let audit_address = config.audit_address.clone().unwrap_or_else(|| own.clone());
+        // The addresses this process will dial: each must be reachable with the mesh's TLS settings.
+        let called = [
+            Some(&registry_address),
+            records_address.as_ref().filter(|_| runs(ServiceKind::Registry)),
+            Some(&deconfliction_address).filter(|_| runs(ServiceKind::Records)),
+            Some(&audit_address).filter(|_| config.service != ServiceKind::Audit),
+        ];
+        crate::tls::check_mesh_addresses(called.into_iter().flatten(), &own, config.mesh_tls_ca.is_some())?;
 
         let mesh_secret = match (&config.mesh_secret, config.service) {
             (Some(secret), _) => secret.clone(),
@@ -87,6 +101,7 @@ impl Mesh {
 
         let mesh_tokens = Arc::new(TokenSource::new(
             &registry_address,
+            &mesh_tls,
             interlock_registry::MESH_CREDENTIAL.into(),
             mesh_secret.clone(),
         )?);
@@ -140,9 +155,10 @@ impl Mesh {
                             watch_poll_interval: WATCH_POLL_INTERVAL,
                             records_admin: records_address
                                 .as_deref()
-                                .map(|address| mesh_channel(address, Some(mesh_tokens.clone())))
+                                .map(|address| mesh_channel(address, &mesh_tls, Some(mesh_tokens.clone())))
                                 .transpose()?
                                 .map(RecordsAdminServiceClient::new),
+                            mutual_tls: config.mutual_tls(),
                         },
                     );
                     registry.add_services(&mut routes);
@@ -152,8 +168,11 @@ impl Mesh {
                 ServiceKind::Records => {
                     let store = interlock_records::store::on(database.clone());
                     let grants = Arc::new(GrantsCache::default());
-                    let agencies =
-                        AgencyServiceClient::new(mesh_channel(&registry_address, Some(mesh_tokens.clone()))?);
+                    let agencies = AgencyServiceClient::new(mesh_channel(
+                        &registry_address,
+                        &mesh_tls,
+                        Some(mesh_tokens.clone()),
+                    )?);
                     let records = Records::new(store, grants.clone(), Directory::new(Some(agencies)));
                     records.add_services(&mut routes);
                     outboxes.push(SqlOutbox::new(database.clone()));
@@ -232,7 +251,11 @@ impl Mesh {
         let authenticator = Arc::new(Authenticator::default());
         let (stop, stopped) = watch::channel(false);
         let registry_client = || -> anyhow::Result<_> {
-            Ok(AuthenticationServiceClient::new(mesh_channel(&registry_address, Some(mesh_tokens.clone()))?))
+            Ok(AuthenticationServiceClient::new(mesh_channel(
+                &registry_address,
+                &mesh_tls,
+                Some(mesh_tokens.clone()),
+            )?))
         };
         let mut background = vec![
             tokio::spawn(sync_verification_keys(authenticator.clone(), registry_client()?, stopped.clone())),
@@ -246,17 +269,21 @@ impl Mesh {
             background.push(tokio::spawn(audit.run_background(stopped.clone())));
         }
         for grants in grant_caches {
-            let watch = GrantServiceClient::new(mesh_channel(&registry_address, Some(mesh_tokens.clone()))?);
+            let watch = GrantServiceClient::new(mesh_channel(
+                &registry_address,
+                &mesh_tls,
+                Some(mesh_tokens.clone()),
+            )?);
             background.push(tokio::spawn(interlock_records::service::grants::follow(
                 grants,
                 watch,
                 stopped.clone(),
             )));
         }
-        let deconfliction_address = config.deconfliction_address.clone().unwrap_or_else(|| own.clone());
         for records in selector_relays {
             let client = RecordSelectorServiceClient::new(mesh_channel(
                 &deconfliction_address,
+                &mesh_tls,
                 Some(mesh_tokens.clone()),
             )?);
             background.push(tokio::spawn(interlock_records::service::deconfliction::follow(
@@ -265,15 +292,22 @@ impl Mesh {
                 stopped.clone(),
             )));
         }
-        let audit_address = config.audit_address.clone().unwrap_or_else(|| own.clone());
         for outbox in outboxes {
-            let audit = AuditServiceClient::new(mesh_channel(&audit_address, Some(mesh_tokens.clone()))?);
+            let audit =
+                AuditServiceClient::new(mesh_channel(&audit_address, &mesh_tls, Some(mesh_tokens.clone()))?);
             background.push(tokio::spawn(relay(outbox, audit, stopped.clone())));
         }
 
         let mut shutdown = stopped.clone();
         let (grace_over, grace_over_rx) = watch::channel(false);
-        let server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        let tls = server_tls.is_some();
+        if let Some(server_tls) = server_tls {
+            builder = builder
+                .tls_config(server_tls)
+                .context("unusable --tls-certificate, --tls-key or --tls-client-ca")?;
+        }
+        let server = builder
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .layer(ServerTraceLayer)
             .layer(AuthLayer::new(authenticator.clone()))
@@ -294,10 +328,11 @@ impl Mesh {
                 },
             );
         let server = tokio::spawn(server);
-        tracing::info!(%address, service = config.service.name(), "serving");
+        tracing::info!(%address, service = config.service.name(), tls, mutual_tls = config.mutual_tls(), "serving");
 
         let mesh = Mesh {
             address,
+            tls,
             bootstrap_admin_secret,
             stop,
             grace_over,
@@ -325,9 +360,10 @@ impl Mesh {
         self.address
     }
 
-    /// `http://host:port` of this server, for clients.
+    /// `http://host:port` of this server, for clients (`https://` when it serves TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.address)
     }
 
     /// The bootstrap administrator's secret, when this process runs the registry.
@@ -366,6 +402,18 @@ impl Mesh {
         }
         Ok(())
     }
+}
+
+/// The URL this process reaches its own services at. An unspecified listen address
+/// (`0.0.0.0`) is dialled on loopback, which is what the server certificate must name then.
+fn own_url(address: SocketAddr, tls: bool) -> String {
+    let host = match address.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", SocketAddr::new(host, address.port()))
 }
 
 async fn shutdown_signal() {

@@ -58,6 +58,10 @@ pub struct RegistryConfig {
     /// The records service, which counts what an agreement preview would open; without it
     /// previews carry no record counts.
     pub records_admin: Option<RecordsAdminServiceClient<MeshChannel>>,
+    /// Whether the server this registry runs in verifies client certificates (mutual TLS), the
+    /// only way CreateAccessToken learns which certificate a caller holds. Without it a credential
+    /// bound to a certificate could never sign in, so binding one is refused.
+    pub mutual_tls: bool,
 }
 
 impl RegistryConfig {

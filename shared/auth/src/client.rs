@@ -11,7 +11,7 @@ use interlock_api::registry::v1::authentication_service_client::AuthenticationSe
 use interlock_telemetry::{ClientTraceLayer, ClientTraceService};
 use tonic::Status;
 use tonic::codegen::StdError;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig};
 use tower::{Layer, Service, ServiceBuilder};
 
 /// Renew a cached token when less than this many seconds of it remain.
@@ -20,13 +20,15 @@ const RENEW_BEFORE_EXPIRY_SECONDS: i64 = 60;
 /// A channel to another Interlock service: trace context and bearer token on every call.
 pub type MeshChannel = ClientTraceService<BearerService<Channel>>;
 
-/// A lazily connecting channel to `address` (`http://host:port`). Calls carry a token from
-/// `tokens` when given; without one they are anonymous (enough for public methods).
+/// A lazily connecting channel to `address` (`http://host:port`, or `https://host:port` verified
+/// and authenticated with `tls`). Calls carry a token from `tokens` when given; without one they
+/// are anonymous (enough for public methods).
 pub fn mesh_channel(
     address: &str,
+    tls: &ClientTlsConfig,
     tokens: Option<Arc<TokenSource>>,
 ) -> Result<MeshChannel, tonic::transport::Error> {
-    let channel = Endpoint::from_shared(address.to_owned())?
+    let channel = crate::tls::endpoint(address, tls)?
         .connect_timeout(std::time::Duration::from_secs(5))
         .tcp_nodelay(true)
         .connect_lazy();
@@ -43,9 +45,15 @@ pub struct TokenSource {
 }
 
 impl TokenSource {
-    /// `registry` is the registry's address; `credential` the credential's resource name.
-    pub fn new(registry: &str, credential: String, secret: String) -> Result<Self, tonic::transport::Error> {
-        let registry = AuthenticationServiceClient::new(mesh_channel(registry, None)?);
+    /// `registry` is the registry's address, reached with `tls` when it is `https://`;
+    /// `credential` the credential's resource name.
+    pub fn new(
+        registry: &str,
+        tls: &ClientTlsConfig,
+        credential: String,
+        secret: String,
+    ) -> Result<Self, tonic::transport::Error> {
+        let registry = AuthenticationServiceClient::new(mesh_channel(registry, tls, None)?);
         Ok(Self { credential, secret, registry, cached: tokio::sync::Mutex::new(None) })
     }
 

@@ -28,7 +28,8 @@ const PUBLIC_METHODS: &[&str] = &[
 #[derive(Debug, Default)]
 pub struct RevocationState {
     pub revoked_credentials: HashSet<String>,
-    /// Tokens of these credentials issued before the time (epoch seconds) are void.
+    /// Tokens of these credentials whose `iat` is before the time (epoch seconds, already rounded
+    /// up with [`tokens_valid_from`](crate::tokens_valid_from)) are void.
     pub tokens_invalidated_before: HashMap<String, i64>,
     pub suspended_agencies: HashSet<String>,
 }
@@ -75,13 +76,21 @@ impl Authenticator {
         })?;
         {
             let revocations = self.revocations.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let invalidated =
-                revocations.tokens_invalidated_before.get(&claims.sub).is_some_and(|t| claims.iat < *t);
-            if revocations.revoked_credentials.contains(&claims.sub) || invalidated {
+            if revocations.revoked_credentials.contains(&claims.sub) {
                 return Err(status_with_reason(
                     Code::Unauthenticated,
                     "CREDENTIAL_REVOKED",
-                    "the credential behind this token has been revoked or rotated",
+                    "the credential behind this token has been revoked",
+                ));
+            }
+            // Its own reason, unlike a revocation: the credential still works, a new token
+            // (carrying what the credential holds now) is the remedy.
+            if revocations.tokens_invalidated_before.get(&claims.sub).is_some_and(|from| claims.iat < *from) {
+                return Err(status_with_reason(
+                    Code::Unauthenticated,
+                    "CREDENTIAL_CHANGED",
+                    "the credential behind this token lost a role or changed its client-certificate \
+                     binding after the token was issued; request a new token with CreateAccessToken",
                 ));
             }
             if revocations.suspended_agencies.contains(&claims.agency) {
@@ -216,6 +225,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use tonic_types::StatusExt;
+
     use super::*;
     use crate::{AUDIENCE, Claims, ISSUER, TokenSigner};
 
@@ -232,6 +243,10 @@ mod tests {
             headers.insert(*name, value.parse().unwrap());
         }
         headers
+    }
+
+    fn reason(status: &Status) -> String {
+        status.get_error_details().error_info().map(|info| info.reason.clone()).unwrap_or_default()
     }
 
     fn token(signer: &TokenSigner, agency: &str, iat: i64) -> String {
@@ -277,7 +292,12 @@ mod tests {
         auth.update_revocations(|state| {
             state.tokens_invalidated_before.insert("agencies/DEA/credentials/c1".into(), 120);
         });
-        assert_eq!(auth.authenticate(&dea, 150).unwrap_err().code(), Code::Unauthenticated);
+        let changed = auth.authenticate(&dea, 150).unwrap_err();
+        assert_eq!((changed.code(), reason(&changed)), (Code::Unauthenticated, "CREDENTIAL_CHANGED".into()));
+        let last_void = headers(&token(&signer, "DEA", 119), &[]);
+        assert_eq!(auth.authenticate(&last_void, 150).unwrap_err().code(), Code::Unauthenticated);
+        let first_valid = headers(&token(&signer, "DEA", 120), &[]);
+        assert!(auth.authenticate(&first_valid, 150).is_ok());
         let fresh = headers(&token(&signer, "DEA", 130), &[]);
         assert!(auth.authenticate(&fresh, 150).is_ok());
 
@@ -308,8 +328,12 @@ mod tests {
         });
         let status = auth.authenticate(&dea, 153).unwrap_err();
         assert_eq!(
-            (status.code(), status.message()),
-            (Code::Unauthenticated, "the credential behind this token has been revoked or rotated")
+            (status.code(), reason(&status), status.message()),
+            (
+                Code::Unauthenticated,
+                "CREDENTIAL_REVOKED".into(),
+                "the credential behind this token has been revoked"
+            )
         );
     }
 

@@ -5,7 +5,8 @@
 //! officer in `x-interlock-user`, the purpose in `x-interlock-purpose` and the case in
 //! `x-interlock-case`. Every server verifies tokens locally with the registry's public keys (no
 //! registry round-trip per call) and consults a revocation state that the registry's watch keeps
-//! current, so a revoked credential or a suspended agency stops working within seconds.
+//! current, so a revoked credential, a suspended agency, or a token issued before its credential lost
+//! a role or changed its certificate binding stops working within seconds.
 
 mod caller;
 mod client;
@@ -13,6 +14,7 @@ mod layer;
 mod role;
 mod secret;
 mod sync;
+mod tls;
 mod token;
 
 pub use caller::{CASE_HEADER, Caller, PURPOSE_HEADER, Purpose, USER_HEADER};
@@ -22,4 +24,7 @@ pub use layer::{AuthLayer, AuthService, Authenticator, RevocationState};
 pub use role::Role;
 pub use secret::{SecretHash, generate_secret};
 pub use sync::{sync_revocations, sync_verification_keys};
-pub use token::{AUDIENCE, Claims, ISSUER, KeySet, TokenError, TokenSigner};
+pub use tls::{endpoint, is_https, peer_certificate_sha256};
+pub use token::{
+    AUDIENCE, Claims, ISSUER, KeySet, LEEWAY_SECONDS, TokenError, TokenSigner, tokens_valid_from,
+};

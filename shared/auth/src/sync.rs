@@ -11,7 +11,7 @@ use interlock_api::registry::v1::{
 };
 use tokio::sync::watch;
 
-use crate::{Authenticator, MeshChannel, RevocationState, VerifyingKey};
+use crate::{Authenticator, MeshChannel, RevocationState, VerifyingKey, tokens_valid_from};
 
 /// How often verification keys are refreshed when nothing asks sooner.
 const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
@@ -106,9 +106,10 @@ fn apply(authenticator: &Authenticator, message: WatchRevocationsResponse) {
                     state.revoked_credentials.insert(event.credential);
                 }
                 Ok(RevocationEventKind::CredentialTokensInvalidated) => {
-                    // Rounded up: a token issued in the same second as the invalidation is void too.
-                    let before =
-                        event.tokens_issued_before.map_or(i64::MAX, |t| t.seconds + i64::from(t.nanos > 0));
+                    // Without a time nothing of the credential's can be trusted: void every token.
+                    let before = event
+                        .tokens_issued_before
+                        .map_or(i64::MAX, |before| tokens_valid_from(before.seconds, before.nanos));
                     state.tokens_invalidated_before.insert(event.credential, before);
                 }
                 Ok(RevocationEventKind::AgencySuspended) => {
@@ -124,5 +125,46 @@ fn apply(authenticator: &Authenticator, message: WatchRevocationsResponse) {
     });
     if keys_changed {
         authenticator.keys_wanted().notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use interlock_api::registry::v1::RevocationEvent;
+
+    use super::*;
+
+    fn invalidated(credential: &str, before: Option<prost_types::Timestamp>) -> RevocationEvent {
+        RevocationEvent {
+            kind: RevocationEventKind::CredentialTokensInvalidated as i32,
+            agency: "agencies/DEA".into(),
+            credential: credential.into(),
+            tokens_issued_before: before,
+            event_time: None,
+        }
+    }
+
+    #[test]
+    fn an_invalidation_voids_its_whole_second_and_a_timeless_one_everything() {
+        let authenticator = Authenticator::default();
+        let mid_second = prost_types::Timestamp { seconds: 100, nanos: 250_000_000 };
+        let on_the_second = prost_types::Timestamp { seconds: 200, nanos: 0 };
+        apply(
+            &authenticator,
+            WatchRevocationsResponse {
+                events: vec![
+                    invalidated("agencies/DEA/credentials/a", Some(mid_second)),
+                    invalidated("agencies/DEA/credentials/b", Some(on_the_second)),
+                    invalidated("agencies/DEA/credentials/c", None),
+                ],
+                cursor: "7".into(),
+                snapshot: true,
+            },
+        );
+        authenticator.update_revocations(|state| {
+            let from =
+                |name: &str| state.tokens_invalidated_before[&format!("agencies/DEA/credentials/{name}")];
+            assert_eq!((from("a"), from("b"), from("c")), (101, 200, i64::MAX));
+        });
     }
 }

@@ -15,7 +15,7 @@ pub const ISSUER: &str = "interlock-registry";
 /// The `aud` claim of every access token.
 pub const AUDIENCE: &str = "interlock";
 /// Allowed clock difference between the registry and a verifying service.
-const LEEWAY_SECONDS: i64 = 30;
+pub const LEEWAY_SECONDS: i64 = 30;
 
 /// The claims of an access token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +32,17 @@ pub struct Claims {
     pub nbf: i64,
     pub exp: i64,
     pub jti: String,
+}
+
+/// The first second (epoch seconds) whose tokens survive an invalidation of their credential's
+/// tokens at `seconds` + `nanos`.
+///
+/// `iat` counts whole seconds, so a token dated the second of the invalidation may have been
+/// issued before it or after: it is void either way (rounded up), never let through. The registry
+/// dates a token it issues in that second to the next one (waiting for it), so a token obtained
+/// after the change is never caught. Verifiers and the registry share this one rule.
+pub fn tokens_valid_from(seconds: i64, nanos: i32) -> i64 {
+    seconds.saturating_add(i64::from(nanos > 0))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -261,6 +272,13 @@ mod tests {
         let keys = KeySet::default();
         keys.replace([(signer.key_id().to_owned(), signer.verifying_key())]);
         keys
+    }
+
+    #[test]
+    fn tokens_of_the_invalidation_second_are_void() {
+        assert_eq!(tokens_valid_from(100, 0), 100, "an invalidation on the second itself");
+        assert_eq!(tokens_valid_from(100, 1), 101);
+        assert_eq!(tokens_valid_from(100, 999_999_999), 101);
     }
 
     #[test]

@@ -583,7 +583,7 @@ async fn the_verify_command_checks_an_embedded_mesh() {
     let data_dir = server.data.path().to_owned();
     let key = std::fs::read_to_string(data_dir.join("audit-signing.key")).unwrap();
     let seed: [u8; 32] = STANDARD.decode(key.trim()).unwrap().try_into().unwrap();
-    let TestServer { mesh, data } = server;
+    let TestServer { mesh, data, .. } = server;
     mesh.shutdown().await.unwrap();
     let args = |verifier_key: Option<String>| interlock::audit_cli::VerifyArgs {
         database_url: None,

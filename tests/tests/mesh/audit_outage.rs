@@ -183,7 +183,7 @@ async fn every_event_written_while_the_audit_service_is_down_arrives_exactly_onc
                 .unwrap();
         // Whatever the services wrote at start-up is delivered before the outage begins.
         wait_until_drained(&[&registry_db, &deconfliction_db]).await;
-        let TestServer { mesh, data: _first_data } = audit;
+        let TestServer { mesh, data: _first_data, .. } = audit;
         mesh.shutdown().await.unwrap();
 
         // The outage: registry writes, logons and deconfliction registrations all succeed.

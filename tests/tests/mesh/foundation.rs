@@ -323,8 +323,8 @@ async fn shutdown_finishes_calls_in_flight_and_ends_watches() {
         assert!(watch.message().await.unwrap().expect("the snapshot").snapshot);
 
         let (records_url, registry_url) = (records.url(), registry.url());
-        let TestServer { mesh: records_mesh, data: _records_data } = records;
-        let TestServer { mesh: registry_mesh, data: _registry_data } = registry;
+        let TestServer { mesh: records_mesh, data: _records_data, .. } = records;
+        let TestServer { mesh: registry_mesh, data: _registry_data, .. } = registry;
         let records_down = tokio::spawn(records_mesh.shutdown());
         let registry_down = tokio::spawn(registry_mesh.shutdown());
         // Shutdown has begun once neither port takes new connections.
@@ -396,7 +396,7 @@ async fn shutdown_ends_calls_still_running_after_the_grace_period() {
     sender.send(IngestRecordsRequest { message: Some(start) }).await.unwrap();
     assert!(ingest.message().await.unwrap().is_some(), "started");
 
-    let TestServer { mesh, data: _data } = server;
+    let TestServer { mesh, data: _data, .. } = server;
     // The guard only keeps a shutdown or a stream that never ends from hanging the test.
     let ended = tokio::time::timeout(std::time::Duration::from_secs(60), async {
         mesh.shutdown().await.unwrap();

@@ -8,3 +8,4 @@ mod deconfliction;
 mod foundation;
 mod records;
 mod registry;
+mod tls;

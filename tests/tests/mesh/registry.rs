@@ -1,6 +1,7 @@
 //! The registry over real gRPC, on SQLite and PostgreSQL: the article's agencies, centers and
 //! agreements; revocation reaching a watcher within one second; bad input refused with nothing
-//! changed; suspended agencies and revoked credentials locked out.
+//! changed; suspended agencies and revoked credentials locked out; tokens voided by taking a role
+//! from their credential.
 
 use std::time::{Duration, Instant};
 
@@ -9,13 +10,16 @@ use interlock_api::records::v1::GetRecordRequest;
 use interlock_api::records::v1::records_service_client::RecordsServiceClient;
 use interlock_api::registry::v1::agency_service_client::AgencyServiceClient;
 use interlock_api::registry::v1::agreement_service_client::AgreementServiceClient;
+use interlock_api::registry::v1::authentication_service_client::AuthenticationServiceClient;
 use interlock_api::registry::v1::center_service_client::CenterServiceClient;
 use interlock_api::registry::v1::credential_service_client::CredentialServiceClient;
 use interlock_api::registry::v1::grant_service_client::GrantServiceClient;
 use interlock_api::registry::v1::*;
 use interlock_auth::CallerMetadata;
 use interlock_storage::testing::TestDatabase;
-use interlock_tests::{AuthedChannel, TestServer, agency, as_credential, channel, token};
+use interlock_tests::{
+    AuthedChannel, TestServer, agency, as_credential, channel, status_of, token, wait_for,
+};
 use prost_types::FieldMask;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
@@ -882,6 +886,301 @@ async fn suspended_agencies_and_revoked_credentials_are_locked_out() {
     }
 }
 
+/// The `iat` claim of an access token.
+fn issued_at(token: &str) -> i64 {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url");
+    serde_json::from_slice::<interlock_auth::Claims>(&payload).expect("claims").iat
+}
+
+/// Taking a role from a credential voids its tokens issued before: the records pod (and the
+/// registry's own verifier) refuse them within seconds through the revocation watch, while a token
+/// obtained afterwards works with the roles the credential has now.
+#[tokio::test]
+async fn removing_a_role_voids_earlier_tokens_on_other_services() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let issued = CredentialServiceClient::new(dea.clone())
+            .create_credential(CreateCredentialRequest {
+                parent: "agencies/DEA".into(),
+                credential: Some(Credential {
+                    display_name: "DEA case system".into(),
+                    roles: vec![Role::AgencyMember as i32, Role::AgencyAdministrator as i32],
+                    ..Credential::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let credential = issued.credential.unwrap();
+        // A member's read on the records pod (NOT_FOUND once let in: nothing is stored) and an
+        // administrator's read at the registry, each with `token`.
+        let read_record = |token: String| async {
+            let metadata = CallerMetadata::bearer(token)
+                .on_behalf_of("SA J. Smith", interlock_auth::Purpose::Investigation);
+            let channel = InterceptedService::new(channel(&mesh.records.url()).await, metadata);
+            status_of(
+                RecordsServiceClient::new(channel)
+                    .get_record(GetRecordRequest { name: "records/1".into() })
+                    .await,
+            )
+        };
+        let read_credential = |token: String| async {
+            let channel =
+                InterceptedService::new(channel(&mesh.registry.url()).await, CallerMetadata::bearer(token));
+            status_of(
+                CredentialServiceClient::new(channel)
+                    .get_credential(GetCredentialRequest { name: credential.name.clone() })
+                    .await,
+            )
+        };
+        let before = token(&mesh.registry.url(), &credential.name, &issued.secret).await.unwrap();
+        assert_eq!(read_record(before.clone()).await.code(), Code::NotFound, "a member on the records pod");
+        assert_eq!(
+            read_credential(before.clone()).await.code(),
+            Code::Ok,
+            "an administrator at the registry"
+        );
+
+        // The member role goes (with a new display name in the same update). Signing in changed
+        // the credential (its last authentication), hence a fresh etag.
+        let etag = CredentialServiceClient::new(dea.clone())
+            .get_credential(GetCredentialRequest { name: credential.name.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .credential
+            .unwrap()
+            .etag;
+        let changed = CredentialServiceClient::new(dea.clone())
+            .update_credential(UpdateCredentialRequest {
+                credential: Some(Credential {
+                    name: credential.name.clone(),
+                    etag,
+                    display_name: "DEA case system (administration only)".into(),
+                    roles: vec![Role::AgencyAdministrator as i32],
+                    ..Credential::default()
+                }),
+                update_mask: Some(FieldMask { paths: vec!["display_name".into(), "roles".into()] }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .credential
+            .unwrap();
+        // A token obtained at once, most likely in the same second as the change: it is dated no
+        // earlier than the next whole second, which the void spares.
+        let after = token(&mesh.registry.url(), &credential.name, &issued.secret).await.unwrap();
+        let changed_at = changed.update_time.unwrap();
+        let valid_from = changed_at.seconds + i64::from(changed_at.nanos > 0);
+        assert!(issued_at(&after) >= valid_from, "iat {} before {valid_from}", issued_at(&after));
+
+        let refused =
+            wait_for(|| read_record(before.clone()), |status| status.code() == Code::Unauthenticated).await;
+        assert_eq!(reason(&refused), "CREDENTIAL_CHANGED", "{refused:?}");
+        let refused =
+            wait_for(|| read_credential(before.clone()), |status| status.code() == Code::Unauthenticated)
+                .await;
+        assert_eq!(reason(&refused), "CREDENTIAL_CHANGED", "the registry's own verifier: {refused:?}");
+
+        // The later token is let in everywhere, with the administrator role only.
+        assert_eq!(read_credential(after.clone()).await.code(), Code::Ok);
+        let denied = read_record(after.clone()).await;
+        assert_eq!(denied.code(), Code::PermissionDenied, "no longer a member: {denied:?}");
+    }
+}
+
+/// An agency administrator cannot give its agency's credentials mesh-wide roles, by creating or
+/// by updating them: PERMISSION_DENIED (reason `ROLE_NOT_ASSIGNABLE`), as the proto says, and
+/// nothing changes.
+#[tokio::test]
+async fn agency_credentials_cannot_be_given_mesh_wide_roles() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let name = "agencies/DEA/credentials/admin-backend";
+        for role in [Role::CenterAdministrator, Role::CenterAuditor, Role::MeshService] {
+            let roles = vec![Role::AgencyAdministrator as i32, role as i32];
+            let refused = CredentialServiceClient::new(dea.clone())
+                .update_credential(UpdateCredentialRequest {
+                    credential: Some(Credential {
+                        name: name.into(),
+                        roles: roles.clone(),
+                        ..Credential::default()
+                    }),
+                    update_mask: Some(FieldMask { paths: vec!["roles".into()] }),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(
+                (refused.code(), reason(&refused).as_str()),
+                (Code::PermissionDenied, "ROLE_NOT_ASSIGNABLE"),
+                "update {role:?}: {refused:?}"
+            );
+            let refused = CredentialServiceClient::new(dea.clone())
+                .create_credential(CreateCredentialRequest {
+                    parent: "agencies/DEA".into(),
+                    credential: Some(Credential {
+                        display_name: "DEA escalation".into(),
+                        roles,
+                        ..Credential::default()
+                    }),
+                    request_id: String::new(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(
+                (refused.code(), reason(&refused).as_str()),
+                (Code::PermissionDenied, "ROLE_NOT_ASSIGNABLE"),
+                "create {role:?}: {refused:?}"
+            );
+        }
+        let stored = CredentialServiceClient::new(dea.clone())
+            .get_credential(GetCredentialRequest { name: name.into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .credential
+            .unwrap();
+        assert_eq!(stored.roles, [Role::AgencyAdministrator as i32], "unchanged");
+        let listed = CredentialServiceClient::new(dea)
+            .list_credentials(ListCredentialsRequest { parent: "agencies/DEA".into(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .credentials;
+        assert_eq!(listed.len(), 1, "nothing created");
+    }
+}
+
+fn seconds_from_now(seconds: i64) -> prost_types::Timestamp {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    prost_types::Timestamp { seconds: now.as_secs() as i64 + seconds, nanos: 0 }
+}
+
+/// UpdateCredential cannot remove a credential's expiry, nor set it beyond the maximum create
+/// allows (365 days after the request): INVALID_ARGUMENT on `credential.expire_time`, nothing
+/// changed.
+#[tokio::test]
+async fn updates_keep_credentials_expiring_within_the_maximum() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let name = "agencies/DEA/credentials/admin-backend";
+        let get = || async {
+            CredentialServiceClient::new(dea.clone())
+                .get_credential(GetCredentialRequest { name: name.into() })
+                .await
+                .unwrap()
+                .into_inner()
+                .credential
+                .unwrap()
+        };
+        let original = get().await;
+        assert!(original.expire_time.is_some());
+        for expire_time in [None, Some(seconds_from_now(366 * 24 * 3600))] {
+            let refused = CredentialServiceClient::new(dea.clone())
+                .update_credential(UpdateCredentialRequest {
+                    credential: Some(Credential { name: name.into(), expire_time, ..Credential::default() }),
+                    update_mask: Some(FieldMask { paths: vec!["expire_time".into()] }),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(refused.code(), Code::InvalidArgument, "{expire_time:?}: {refused:?}");
+            let violations = refused.get_details_bad_request().expect("field violations").field_violations;
+            assert_eq!(violations[0].field, "credential.expire_time", "{violations:?}");
+        }
+        assert_eq!(get().await.expire_time, original.expire_time, "unchanged");
+    }
+}
+
+/// Tokens never outlive their credential: one requested for an hour from a credential expiring
+/// sooner expires with it, and moving the expiry before a token's voids that token on other
+/// services within seconds (CREDENTIAL_CHANGED); one obtained afterwards works and is capped at the
+/// new expiry.
+#[tokio::test]
+async fn tokens_never_outlive_their_credential() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let issued = CredentialServiceClient::new(dea.clone())
+            .create_credential(CreateCredentialRequest {
+                parent: "agencies/DEA".into(),
+                credential: Some(Credential {
+                    display_name: "DEA case system".into(),
+                    roles: vec![Role::AgencyMember as i32],
+                    expire_time: Some(seconds_from_now(30 * 60)),
+                    ..Credential::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let credential = issued.credential.unwrap();
+        let hour_token = || async {
+            AuthenticationServiceClient::new(channel(&mesh.registry.url()).await)
+                .create_access_token(CreateAccessTokenRequest {
+                    credential: credential.name.clone(),
+                    secret: issued.secret.clone(),
+                    ttl: Some(prost_types::Duration { seconds: 3600, nanos: 0 }),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        };
+        let before = hour_token().await;
+        let expiry = credential.expire_time.unwrap();
+        assert!(before.expire_time.unwrap().seconds <= expiry.seconds, "capped at {expiry:?}");
+        let read_record = |token: String| async {
+            let metadata = CallerMetadata::bearer(token)
+                .on_behalf_of("SA J. Smith", interlock_auth::Purpose::Investigation);
+            let channel = InterceptedService::new(channel(&mesh.records.url()).await, metadata);
+            status_of(
+                RecordsServiceClient::new(channel)
+                    .get_record(GetRecordRequest { name: "records/1".into() })
+                    .await,
+            )
+        };
+        assert_eq!(read_record(before.access_token.clone()).await.code(), Code::NotFound, "let in");
+
+        let etag = CredentialServiceClient::new(dea.clone())
+            .get_credential(GetCredentialRequest { name: credential.name.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .credential
+            .unwrap()
+            .etag;
+        let shortened = seconds_from_now(5 * 60);
+        CredentialServiceClient::new(dea.clone())
+            .update_credential(UpdateCredentialRequest {
+                credential: Some(Credential {
+                    name: credential.name.clone(),
+                    etag,
+                    expire_time: Some(shortened),
+                    ..Credential::default()
+                }),
+                update_mask: Some(FieldMask { paths: vec!["expire_time".into()] }),
+            })
+            .await
+            .unwrap();
+        let refused = wait_for(
+            || read_record(before.access_token.clone()),
+            |status| status.code() == Code::Unauthenticated,
+        )
+        .await;
+        assert_eq!(reason(&refused), "CREDENTIAL_CHANGED", "{refused:?}");
+
+        let after = hour_token().await;
+        assert!(after.expire_time.unwrap().seconds <= shortened.seconds, "capped at the new expiry");
+        assert_eq!(read_record(after.access_token).await.code(), Code::NotFound, "let in");
+    }
+}
+
 #[tokio::test]
 async fn five_failed_logons_lock_a_credential() {
     let database = TestDatabase::sqlite();
@@ -981,22 +1280,6 @@ async fn a_lock_is_audited_after_the_failures_that_caused_it() {
         assert_eq!(expires, until);
         assert_eq!(lock.resources[0].owners, ["agencies/DEA"]);
         assert!(lock.actor_agency.is_empty(), "the registry locks by policy: {lock:#?}");
-    }
-}
-
-async fn wait_for<F, Fut>(call: F, done: impl Fn(&tonic::Status) -> bool) -> tonic::Status
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = tonic::Status>,
-{
-    let started = Instant::now();
-    loop {
-        let status = call().await;
-        if done(&status) {
-            return status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(5), "still {status:?} after 5 seconds");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

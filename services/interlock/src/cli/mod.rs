@@ -23,7 +23,7 @@ use interlock_api::registry::v1::CreateAccessTokenRequest;
 use interlock_api::registry::v1::authentication_service_client::AuthenticationServiceClient;
 use interlock_auth::CallerMetadata;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 pub use output::{Output, report};
 
@@ -62,7 +62,7 @@ pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
 /// How operator commands reach the mesh and whom they act as. Shared by every operator command.
 #[derive(clap::Args)]
 pub struct Connection {
-    /// Address of the registry (`http://host:port`).
+    /// Address of the registry (`http://host:port`, or `https://host:port` with --tls-ca).
     #[arg(
         long,
         global = true,
@@ -104,6 +104,9 @@ pub struct Connection {
     /// Output format.
     #[arg(long, global = true, help_heading = "Global options", value_enum, default_value = "table")]
     pub output: Output,
+
+    #[command(flatten)]
+    pub tls: crate::tls::ClientTlsArgs,
 }
 
 /// A channel to the mesh on which every call carries the caller's token and user.
@@ -119,8 +122,10 @@ impl Connection {
     /// Connects and exchanges the credential's secret for an access token.
     pub async fn sign_in(&self) -> anyhow::Result<Session> {
         let secret = self.secret()?;
-        let channel = Endpoint::from_shared(self.address.clone())
-            .with_context(|| format!("--address {:?} is not a valid URL", self.address))?
+        let channel = self
+            .tls
+            .endpoint(&self.address)
+            .context("--address")?
             .connect_timeout(Duration::from_secs(5))
             .connect()
             .await

@@ -52,7 +52,7 @@ const STORY: &[&str] = &[
     "agencies/DEA/credentials/field-laptop-7 signs in and lists records: OK",
     "DEA's administrator revokes it → REVOKED",
     "the token it already held: Unauthenticated: the credential behind this token has been revoked \
-     or rotated (CREDENTIAL_REVOKED)",
+     (CREDENTIAL_REVOKED)",
     "its next token request: Unauthenticated: unknown credential or wrong secret (INVALID_CREDENTIALS)",
     "agencies/ATF/credentials/cjis-terminal-2: a wrong secret five times: Unauthenticated: unknown \
      credential or wrong secret (INVALID_CREDENTIALS)",

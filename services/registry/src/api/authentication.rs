@@ -5,7 +5,7 @@ use interlock_api::registry::v1::authentication_service_server::{
     AuthenticationService, AuthenticationServiceServer,
 };
 use interlock_api::registry::v1::*;
-use interlock_auth::{Caller, Role};
+use interlock_auth::{Caller, Role, peer_certificate_sha256};
 use interlock_rpc::FieldViolations;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -14,11 +14,10 @@ use tonic::{Request, Response, Status};
 use super::convert::ts;
 use crate::Registry;
 use crate::error::Error;
-use crate::service::authentication::Revocation;
+use crate::service::authentication::{MAX_TOKEN_TTL, Revocation};
 
-/// Shortest and longest token lifetime a client may ask for.
+/// Shortest token lifetime a client may ask for.
 const MIN_TTL: Duration = Duration::from_secs(60);
-const MAX_TTL: Duration = Duration::from_secs(3600);
 /// How long a revocation watch stays silent before it sends a heartbeat.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -38,6 +37,9 @@ impl AuthenticationService for AuthenticationApi {
         &self,
         request: Request<CreateAccessTokenRequest>,
     ) -> Result<Response<CreateAccessTokenResponse>, Status> {
+        // Only a mutual-TLS connection carries a verified client certificate; a credential bound
+        // to one is refused without it.
+        let presented_certificate = peer_certificate_sha256(&request);
         let request = request.into_inner();
         let mut violations = FieldViolations::new();
         violations.check(
@@ -48,13 +50,15 @@ impl AuthenticationService for AuthenticationApi {
         violations.check(request.secret.is_empty(), "secret", "is required");
         let ttl = request.ttl.map(|ttl| Duration::from_secs(ttl.seconds.max(0) as u64));
         violations.check(
-            ttl.is_some_and(|ttl| !(MIN_TTL..=MAX_TTL).contains(&ttl)),
+            ttl.is_some_and(|ttl| !(MIN_TTL..=MAX_TOKEN_TTL).contains(&ttl)),
             "ttl",
             "must be between 60 seconds and 1 hour",
         );
         violations.into_result()?;
-        let issued =
-            self.registry.create_access_token(&request.credential, &request.secret, ttl, None).await?;
+        let issued = self
+            .registry
+            .create_access_token(&request.credential, &request.secret, ttl, presented_certificate.as_deref())
+            .await?;
         Ok(Response::new(CreateAccessTokenResponse {
             access_token: issued.token,
             token_type: "Bearer".into(),

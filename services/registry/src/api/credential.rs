@@ -12,7 +12,7 @@ use super::{after, page};
 use crate::Registry;
 use crate::domain::credential::{Credential, CredentialState};
 use crate::error::Error;
-use crate::service::credentials::{CredentialChange, NewCredential};
+use crate::service::credentials::{CredentialChange, CredentialUpdate, NewCredential};
 use crate::store::{Resource, Versioned};
 
 pub(super) fn server(registry: Arc<Registry>) -> CredentialServiceServer<CredentialApi> {
@@ -85,7 +85,6 @@ impl CredentialService for CredentialApi {
         let update = required(request.credential, "credential")?;
         let (agency, id) = child_name(&update.name, "credentials", "credential.name")?;
         let paths = mask_paths(request.update_mask);
-        let roles = roles_from_proto(&update.roles);
         let mut violations = FieldViolations::new();
         violations.check(paths.is_empty(), "update_mask", "name at least one field to change");
         for path in &paths {
@@ -94,45 +93,16 @@ impl CredentialService for CredentialApi {
             }
         }
         violations.into_result()?;
-        let expire = micros(update.expire_time.as_ref());
-        let updated = self
-            .registry
-            .change_credential(
-                &caller,
-                agency,
-                id,
-                change("UpdateCredential", &update.etag, ""),
-                |credential, now| {
-                    for path in &paths {
-                        match path.as_str() {
-                            "display_name" if update.display_name.trim().is_empty() => {
-                                return Err(Error::invalid("credential.display_name", "is required"));
-                            }
-                            "display_name" => credential.display_name = update.display_name.clone(),
-                            "roles" if roles.is_empty() => {
-                                return Err(Error::invalid("credential.roles", "name at least one role"));
-                            }
-                            "roles" => {
-                                credential.roles = roles.iter().map(|r| r.as_str().to_owned()).collect()
-                            }
-                            "expire_time" if expire.is_some_and(|e| e <= now) => {
-                                return Err(Error::invalid(
-                                    "credential.expire_time",
-                                    "must be in the future",
-                                ));
-                            }
-                            "expire_time" => credential.expire_time_us = expire,
-                            _ => {
-                                credential.tls_certificate_sha256 =
-                                    update.tls_certificate_sha256.to_ascii_lowercase()
-                            }
-                        }
-                    }
-                    credential.update_time_us = now;
-                    Ok(())
-                },
-            )
-            .await?;
+        let mut changes = CredentialUpdate::default();
+        for path in &paths {
+            match path.as_str() {
+                "display_name" => changes.display_name = Some(update.display_name.clone()),
+                "roles" => changes.roles = Some(roles_from_proto(&update.roles)),
+                "expire_time" => changes.expire_time_us = Some(micros(update.expire_time.as_ref())),
+                _ => changes.tls_certificate_sha256 = Some(update.tls_certificate_sha256.clone()),
+            }
+        }
+        let updated = self.registry.update_credential(&caller, agency, id, &update.etag, changes).await?;
         Ok(Response::new(UpdateCredentialResponse { credential: Some(to_proto(&updated)) }))
     }
 

@@ -13,6 +13,9 @@ pub const LOCK_AFTER_FAILURES: i32 = 5;
 pub const LOCK_DURATION_US: i64 = 10 * 60 * 1_000_000;
 /// Longest grace period during which a rotated-out secret still works.
 pub const MAX_ROTATION_GRACE_US: i64 = 24 * 3600 * 1_000_000;
+/// Extra time a void is kept in the revocation snapshot beyond the longest a token it voids can
+/// still be accepted: covers registry replicas' clocks disagreeing a little.
+pub const CLOCK_MARGIN_US: i64 = 60 * 1_000_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -45,7 +48,10 @@ pub struct Credential {
     pub rotate_time_us: Option<i64>,
     pub revoke_time_us: Option<i64>,
     pub revoke_reason: String,
-    /// Tokens issued before this time are void (set by revocation and by rotation without grace).
+    /// Tokens issued before this time are void: set by revocation, and by an update that removes
+    /// a role or changes the certificate binding. Part of the stored document, so it is written in
+    /// the change's transaction, survives restarts, and every replica's revocation feed publishes
+    /// it.
     pub tokens_invalidated_before_us: Option<i64>,
     pub create_time_us: i64,
     pub update_time_us: i64,
@@ -160,8 +166,9 @@ impl Credential {
         }
     }
 
-    /// Installs a new secret. The old one keeps working for `grace_us`; without grace, tokens
-    /// issued so far are void at once.
+    /// Installs a new secret. The old one keeps working for `grace_us`. Tokens already issued
+    /// stay valid until they expire, as RotateCredential promises: a rotation replaces a secret,
+    /// it takes nothing from the tokens (revoking the credential is what stops them).
     pub fn rotate(&mut self, new_secret: &str, grace_us: i64, now_us: i64) {
         if grace_us > 0 {
             self.previous_secret_hash = Some(self.secret_hash.clone());
@@ -169,12 +176,51 @@ impl Credential {
         } else {
             self.previous_secret_hash = None;
             self.previous_secret_expire_us = None;
-            self.tokens_invalidated_before_us = Some(now_us);
         }
         self.secret_hash = hex_hash(new_secret);
         self.secret_prefix = secret_prefix(new_secret);
         self.rotate_time_us = Some(now_us);
         self.update_time_us = now_us;
+    }
+
+    /// The `exp` (epoch seconds) of a token dated `issued_at` asking for `ttl_secs`: never after
+    /// the credential expires, as CreateAccessToken promises ("the token never outlives the
+    /// credential"). Rounded down to the whole second, so it is never even a fraction later.
+    pub fn token_expiry(&self, issued_at: i64, ttl_secs: i64) -> i64 {
+        let wanted = issued_at.saturating_add(ttl_secs);
+        self.expire_time_us.map_or(wanted, |expiry_us| wanted.min(expiry_us.div_euclid(1_000_000)))
+    }
+
+    /// Voids the tokens issued until `now_us` when a change (from `before`) took something from
+    /// them: a role they carry, the certificate binding they were obtained under (set, replaced
+    /// or removed: a token obtained without the new certificate, or with the old one, no longer
+    /// shows what the binding now demands), or lifetime: an expiry moved before the `exp` one of
+    /// them may have (at most `before`'s expiry, and at most `max_token_lifetime_us` from now),
+    /// since tokens must never outlive their credential and verifiers cannot see the credential's
+    /// expiry. Adding roles, renaming or an expiry no earlier than that voids nothing. The time
+    /// never moves back, so a later change cannot revive tokens an earlier one voided.
+    pub fn void_tokens_if_narrowed(&mut self, before: &Credential, now_us: i64, max_token_lifetime_us: i64) {
+        let role_removed = before.roles.iter().any(|role| !self.roles.contains(role));
+        let binding_changed = before.tls_certificate_sha256 != self.tls_certificate_sha256;
+        let latest_token_expiry_us =
+            before.expire_time_us.unwrap_or(i64::MAX).min(now_us.saturating_add(max_token_lifetime_us));
+        let expiry_shortened = self.expire_time_us.is_some_and(|expiry| expiry < latest_token_expiry_us);
+        if role_removed || binding_changed || expiry_shortened {
+            self.tokens_invalidated_before_us =
+                Some(self.tokens_invalidated_before_us.map_or(now_us, |earlier| earlier.max(now_us)));
+        }
+    }
+
+    /// Whether the credential's revocation or token void can still matter to a verifier at
+    /// `now_us`: the tokens it voids were all issued before it, so they have expired (and are past
+    /// verifiers' leeway) once `token_acceptance_us` (the longest a token is accepted after its
+    /// issue) and a clock margin have passed. Older ones are left out of the revocation snapshot,
+    /// which otherwise would grow with every revocation ever made.
+    pub fn void_still_matters(&self, now_us: i64, token_acceptance_us: i64) -> bool {
+        let voided_before_us = self.tokens_invalidated_before_us.or(self.revoke_time_us);
+        voided_before_us.is_some_and(|before_us| {
+            before_us.saturating_add(token_acceptance_us).saturating_add(CLOCK_MARGIN_US) > now_us
+        })
     }
 
     pub fn revoke(&mut self, reason: &str, now_us: i64) {
@@ -265,7 +311,7 @@ mod tests {
         assert_eq!(c.authenticate("ilk_new", None, 1_100), Verdict::Accepted);
 
         c.rotate("ilk_newer", 0, 2_000);
-        assert_eq!(c.tokens_invalidated_before_us, Some(2_000));
+        assert_eq!(c.tokens_invalidated_before_us, None, "issued tokens stay valid");
         assert_eq!(c.authenticate("ilk_new", None, 2_001), Verdict::WrongSecret { locked_now: false });
 
         c.expire_time_us = Some(3_000);
@@ -273,6 +319,80 @@ mod tests {
         c.revoke("leaked", 2_500);
         assert_eq!(c.authenticate("ilk_newer", None, 2_600), Verdict::Revoked);
         assert_eq!(c.state(2_600), CredentialState::Revoked);
+    }
+
+    #[test]
+    fn removing_a_role_or_touching_the_binding_voids_earlier_tokens() {
+        let original = credential("ilk_right");
+        let changed = |change: &dyn Fn(&mut Credential)| {
+            let mut c = original.clone();
+            change(&mut c);
+            c.void_tokens_if_narrowed(&original, 5_000, 1_000);
+            c.tokens_invalidated_before_us
+        };
+        assert_eq!(changed(&|c| c.roles = vec!["ROLE_AGENCY_ADMINISTRATOR".into()]), Some(5_000), "replaced");
+        assert_eq!(changed(&|c| c.roles.push("ROLE_AGENCY_ADMINISTRATOR".into())), None, "only added");
+        assert_eq!(changed(&|c| c.tls_certificate_sha256 = "ab".repeat(32)), Some(5_000), "bound");
+        assert_eq!(changed(&|c| c.display_name = "renamed".into()), None);
+        assert_eq!(changed(&|c| c.expire_time_us = Some(9_000)), None);
+
+        let mut bound = original.clone();
+        bound.tls_certificate_sha256 = "ab".repeat(32);
+        bound.tokens_invalidated_before_us = Some(7_000);
+        let mut unbound = bound.clone();
+        unbound.tls_certificate_sha256.clear();
+        unbound.void_tokens_if_narrowed(&bound, 6_000, 1_000);
+        assert_eq!(unbound.tokens_invalidated_before_us, Some(7_000), "unbound; never moved back");
+        unbound.void_tokens_if_narrowed(&bound, 8_000, 1_000);
+        assert_eq!(unbound.tokens_invalidated_before_us, Some(8_000));
+    }
+
+    #[test]
+    fn a_token_never_outlives_its_credential() {
+        let mut c = credential("ilk_right");
+        assert_eq!(c.token_expiry(1_000, 900), 1_900, "no expiry: the ttl");
+        c.expire_time_us = Some(2_500_000_000);
+        assert_eq!(c.token_expiry(1_000, 900), 1_900, "expires later: the ttl");
+        c.expire_time_us = Some(1_300_700_000);
+        assert_eq!(c.token_expiry(1_000, 900), 1_300, "capped, rounded down to the second");
+    }
+
+    #[test]
+    fn an_expiry_moved_before_a_token_s_expiry_voids_earlier_tokens() {
+        const HOUR: i64 = 3_600_000_000;
+        let now = 10 * HOUR;
+        let moved = |from: i64, to: i64| {
+            let mut original = credential("ilk_right");
+            original.expire_time_us = Some(from);
+            let mut c = original.clone();
+            c.expire_time_us = Some(to);
+            c.void_tokens_if_narrowed(&original, now, HOUR);
+            c.tokens_invalidated_before_us
+        };
+        let far = 100 * HOUR;
+        assert_eq!(moved(far, now + HOUR / 2), Some(now), "a token issued just before may run an hour");
+        assert_eq!(moved(far, now + HOUR), None, "no token issued before can run longer");
+        assert_eq!(moved(far, 50 * HOUR), None, "shortened, but far beyond every token");
+        assert_eq!(moved(far, 200 * HOUR), None, "extended");
+
+        // Already expiring soon: tokens run to that expiry at most, so only an earlier one voids.
+        let soon = now + HOUR / 4;
+        assert_eq!(moved(soon, now + HOUR / 2), None, "extended");
+        assert_eq!(moved(soon, now + HOUR / 8), Some(now));
+    }
+
+    #[test]
+    fn only_voids_that_can_still_matter_stay_in_the_snapshot() {
+        let acceptance = 1_000_000;
+        let mut c = credential("ilk_right");
+        assert!(!c.void_still_matters(0, acceptance), "nothing voided");
+        c.tokens_invalidated_before_us = Some(5_000_000);
+        let horizon = 5_000_000 + acceptance + CLOCK_MARGIN_US;
+        assert!(c.void_still_matters(horizon - 1, acceptance));
+        assert!(!c.void_still_matters(horizon, acceptance), "every token it voids has expired");
+        c.revoke("leaked", 9_000_000);
+        assert!(c.void_still_matters(9_000_000 + acceptance, acceptance));
+        assert!(!c.void_still_matters(9_000_000 + acceptance + CLOCK_MARGIN_US, acceptance));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use interlock_api::audit::v1::{Action, Outcome};
 use interlock_audit_client::EventBuilder;
-use interlock_auth::{AUDIENCE, Claims, ISSUER, Role};
+use interlock_auth::{AUDIENCE, Claims, ISSUER, LEEWAY_SECONDS, Role, tokens_valid_from};
 use interlock_rpc::now_micros;
 
 use crate::domain::agency::{Agency, agency_name};
@@ -16,6 +16,8 @@ use crate::store::{Change, Commit, Kind, Versioned};
 use crate::{OPERATOR_AGENCY, Registry};
 
 const METHOD: &str = "/interlock.registry.v1.AuthenticationService/CreateAccessToken";
+/// Longest token lifetime a client may ask for.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(3600);
 
 /// An issued access token.
 pub struct IssuedToken {
@@ -52,7 +54,10 @@ impl Registry {
             if !accepted {
                 return Err(invalid_credentials());
             }
-            return Ok(self.issue(credential, OPERATOR_AGENCY, configured.roles.clone(), ttl));
+            let issued_at = now_micros().div_euclid(1_000_000);
+            // Configured credentials have no expiry to cap the token at.
+            let expires = issued_at.saturating_add(ttl.as_secs() as i64);
+            return Ok(self.issue(credential, OPERATOR_AGENCY, configured.roles.clone(), issued_at, expires));
         }
         let Some((agency_code, _)) = parse_credential_name(credential) else {
             return Err(invalid_credentials());
@@ -97,7 +102,12 @@ impl Registry {
                     "AGENCY_SUSPENDED",
                     format!("agency {agency_code} is suspended from the mesh"),
                 )),
-                Verdict::Accepted => Ok(self.issue(credential, agency_code, updated.roles(), ttl)),
+                Verdict::Accepted => {
+                    let issued_at = issue_second(now, updated.tokens_invalidated_before_us);
+                    wait_for_second(issued_at).await;
+                    let expires = updated.token_expiry(issued_at, ttl.as_secs() as i64);
+                    Ok(self.issue(credential, agency_code, updated.roles(), issued_at, expires))
+                }
                 Verdict::Locked { .. } => Err(Error::Unauthenticated {
                     reason: "CREDENTIAL_LOCKED",
                     message: "too many failed attempts: the credential is locked for 10 minutes".into(),
@@ -151,17 +161,24 @@ impl Registry {
             .detail("consecutive_failures", LOCK_AFTER_FAILURES.to_string())
     }
 
-    fn issue(&self, credential: &str, agency: &str, roles: Vec<Role>, ttl: Duration) -> IssuedToken {
-        let now = now_micros() / 1_000_000;
-        let expires = now + ttl.as_secs() as i64;
+    /// Signs a token dated `issued_at` and expiring at `expires` (epoch seconds; `iat` and `nbf`,
+    /// and `exp`).
+    fn issue(
+        &self,
+        credential: &str,
+        agency: &str,
+        roles: Vec<Role>,
+        issued_at: i64,
+        expires: i64,
+    ) -> IssuedToken {
         let claims = Claims {
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             sub: credential.to_owned(),
             agency: agency.to_owned(),
             roles: roles.iter().map(|role| role.as_str().to_owned()).collect(),
-            iat: now,
-            nbf: now,
+            iat: issued_at,
+            nbf: issued_at,
             exp: expires,
             jti: uuid::Uuid::new_v4().to_string(),
         };
@@ -179,12 +196,25 @@ impl Registry {
         (self.signer.key_id().to_owned(), self.signer.verifying_key().to_bytes())
     }
 
-    /// Everything revoked or suspended now, and the feed revision it reflects.
+    /// The longest a token may live: the longest a client may ask for, or the configured default
+    /// when that is longer.
+    pub fn max_token_lifetime_us(&self) -> i64 {
+        let longest = MAX_TOKEN_TTL.max(self.config.default_token_ttl);
+        i64::try_from(longest.as_micros()).unwrap_or(i64::MAX)
+    }
+
+    /// Everything suspended now, the revocations and token voids that can still affect a token
+    /// not yet expired, and the feed revision it reflects. Older voids are left out: every token
+    /// they void is past its expiry and verifiers' leeway, so the snapshot stays bounded.
     pub async fn revocation_snapshot(&self) -> Result<(Vec<Revocation>, i64)> {
         let revision = self.repo.store().latest_revision().await?;
+        let now = now_micros();
+        let token_acceptance_us = self.max_token_lifetime_us().saturating_add(LEEWAY_SECONDS * 1_000_000);
         let mut snapshot = Vec::new();
         for credential in self.repo.all::<Credential>().await? {
-            snapshot.extend(credential_revocation(&credential.value));
+            if credential.value.void_still_matters(now, token_acceptance_us) {
+                snapshot.extend(credential_revocation(&credential.value));
+            }
         }
         for agency in self.repo.all::<Agency>().await? {
             if agency.value.is_suspended() {
@@ -248,9 +278,53 @@ fn credential_revocation(credential: &Credential) -> Option<Revocation> {
     })
 }
 
+/// The second a token is dated (`iat`), from `now_us`, the time its credential was read.
+///
+/// Dating it by that read, not by the signing a little later, keeps every token issued from a
+/// state that a change then replaces before the change's void: the change reads the credential
+/// after the logon committed and takes its time after that read. And a token is dated no earlier
+/// than the first second its credential's tokens are valid from (verifiers void the whole second
+/// of a change, see [`tokens_valid_from`]), so one obtained in the second of a change is dated
+/// the next second — after [`wait_for_second`], so never ahead of its signing.
+fn issue_second(now_us: i64, tokens_invalidated_before_us: Option<i64>) -> i64 {
+    let now = now_us.div_euclid(1_000_000);
+    tokens_invalidated_before_us.map_or(now, |before_us| {
+        let nanos = (before_us.rem_euclid(1_000_000) * 1_000) as i32;
+        now.max(tokens_valid_from(before_us.div_euclid(1_000_000), nanos))
+    })
+}
+
+/// Longest wait for the second a token is dated: under a second while registry replicas' clocks
+/// agree. A void dated further ahead by a replica whose clock runs fast is not waited out: the
+/// token is dated ahead instead, which verifiers accept within their 30 seconds of leeway.
+const MAX_ISSUE_WAIT: Duration = Duration::from_secs(1);
+
+/// Waits until the second `issued_at` has begun.
+async fn wait_for_second(issued_at: i64) {
+    let ahead_us = issued_at.saturating_mul(1_000_000).saturating_sub(now_micros());
+    if ahead_us > 0 {
+        tokio::time::sleep(Duration::from_micros(ahead_us as u64).min(MAX_ISSUE_WAIT)).await;
+    }
+}
+
 fn invalid_credentials() -> Error {
     Error::Unauthenticated {
         reason: "INVALID_CREDENTIALS",
         message: "unknown credential or wrong secret".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_dated_no_earlier_than_its_credential_s_tokens_are_valid() {
+        assert_eq!(issue_second(100_700_000, None), 100);
+        assert_eq!(issue_second(100_700_000, Some(90_000_000)), 100, "an older void changes nothing");
+        // Read after a change in the same second: dated the next second, which the void spares.
+        assert_eq!(issue_second(100_700_000, Some(100_200_000)), 101);
+        // A change exactly on a second voids only the seconds before it.
+        assert_eq!(issue_second(100_700_000, Some(100_000_000)), 100);
     }
 }

@@ -7,7 +7,8 @@ use interlock_rpc::{FieldViolations, now_micros};
 use super::{require_agency_admin, require_role};
 use crate::domain::agency::agency_name;
 use crate::domain::credential::{
-    Credential, CredentialState, MAX_ROTATION_GRACE_US, credential_name, hex_hash, secret_prefix,
+    CLOCK_MARGIN_US, Credential, CredentialState, MAX_ROTATION_GRACE_US, credential_name, hex_hash,
+    secret_prefix,
 };
 use crate::error::{Error, Result};
 use crate::store::{Commit, Resource, Versioned};
@@ -40,6 +41,18 @@ pub struct NewCredential {
     pub tls_certificate_sha256: String,
 }
 
+/// What UpdateCredential changes; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct CredentialUpdate {
+    pub display_name: Option<String>,
+    pub roles: Option<Vec<Role>>,
+    /// `Some(None)` (the mask names `expire_time` without a value) is refused: a credential
+    /// always expires, and no later than the maximum after the request.
+    pub expire_time_us: Option<Option<i64>>,
+    /// `Some("")` removes the certificate binding.
+    pub tls_certificate_sha256: Option<String>,
+}
+
 impl Registry {
     /// Issues a credential and returns it with its secret, which is shown this once and kept only
     /// as a hash. An agency's administrators issue its credentials; a center administrator may
@@ -59,6 +72,8 @@ impl Registry {
             return Ok((existing, String::new()));
         }
         validate(&new, now)?;
+        assignable(&new.agency, &new.roles)?;
+        let tls_certificate_sha256 = self.certificate_binding(&new.tls_certificate_sha256)?;
         let secret = generate_secret();
         let expire_time_us = Some(new.expire_time_us.unwrap_or(now + DEFAULT_LIFETIME_US));
         let credential = Credential {
@@ -68,7 +83,7 @@ impl Registry {
             roles: new.roles.iter().map(|role| role.as_str().to_owned()).collect(),
             revoked: false,
             expire_time_us,
-            tls_certificate_sha256: new.tls_certificate_sha256.to_ascii_lowercase(),
+            tls_certificate_sha256,
             secret_hash: hex_hash(&secret),
             secret_prefix: secret_prefix(&secret),
             previous_secret_hash: None,
@@ -164,11 +179,13 @@ impl Registry {
         if !unlocking_as_center {
             require_agency_admin(caller, agency)?;
         }
-        let now = now_micros();
         self.modify(
             &credential_name(agency, id),
             etag,
-            |credential: &mut Credential| apply(credential, now),
+            // The time is taken after each read, so a change that voids tokens dates the void
+            // after every token issued from the state it read (each of those committed its logon
+            // before that read), also when a conflict makes it read again.
+            |credential: &mut Credential| apply(credential, now_micros()),
             |credential| {
                 self.audit(&method(rpc), Action::CredentialChange, Some(caller))
                     .resource(credential.name(), vec![agency_name(agency)])
@@ -176,6 +193,87 @@ impl Registry {
             },
         )
         .await
+    }
+
+    /// Changes a credential's display name, roles, expiry or certificate binding. Taking a role
+    /// away or touching the binding voids the tokens issued before, in the same commit: the
+    /// revocation feed publishes it from the stored credential to every service.
+    pub async fn update_credential(
+        &self,
+        caller: &Caller,
+        agency: &str,
+        id: &str,
+        etag: &str,
+        update: CredentialUpdate,
+    ) -> Result<Versioned<Credential>> {
+        self.change_credential(
+            caller,
+            agency,
+            id,
+            CredentialChange { rpc: "UpdateCredential", etag, reason: "" },
+            |credential, now| {
+                let before = credential.clone();
+                if let Some(display_name) = &update.display_name {
+                    if display_name.trim().is_empty() {
+                        return Err(Error::invalid("credential.display_name", "is required"));
+                    }
+                    credential.display_name.clone_from(display_name);
+                }
+                if let Some(roles) = &update.roles {
+                    if roles.is_empty() {
+                        return Err(Error::invalid("credential.roles", "name at least one role"));
+                    }
+                    assignable(&credential.agency, roles)?;
+                    credential.roles = roles.iter().map(|role| role.as_str().to_owned()).collect();
+                }
+                if let Some(expire_time_us) = update.expire_time_us {
+                    // Same rule as on create, where an unset expiry means the default: here it
+                    // would mean none at all, which no credential may have.
+                    let Some(expiry) = expire_time_us else {
+                        return Err(Error::invalid(
+                            "credential.expire_time",
+                            "is required when update_mask names it: a credential always expires",
+                        ));
+                    };
+                    if !expiry_allowed(expiry, now) {
+                        return Err(Error::invalid("credential.expire_time", EXPIRY_RANGE));
+                    }
+                    credential.expire_time_us = Some(expiry);
+                }
+                if let Some(fingerprint) = &update.tls_certificate_sha256 {
+                    credential.tls_certificate_sha256 = self.certificate_binding(fingerprint)?;
+                }
+                // Tokens may be dated a little ahead (the second after a void, or by a replica
+                // whose clock runs fast), so they may run slightly past the longest lifetime.
+                let token_lifetime_us = self.max_token_lifetime_us().saturating_add(CLOCK_MARGIN_US);
+                credential.void_tokens_if_narrowed(&before, now, token_lifetime_us);
+                credential.update_time_us = now;
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// The stored form (lower-case hex) of a credential's binding to a client certificate; empty
+    /// for none. A binding is refused while this registry does not verify client certificates:
+    /// CreateAccessToken would never see the certificate, so the credential could never sign in.
+    pub fn certificate_binding(&self, fingerprint: &str) -> Result<String> {
+        if fingerprint.is_empty() {
+            return Ok(String::new());
+        }
+        if !is_fingerprint(fingerprint) {
+            return Err(Error::invalid("credential.tls_certificate_sha256", FINGERPRINT_FORMAT));
+        }
+        if !self.config.mutual_tls {
+            return Err(Error::precondition(
+                "MUTUAL_TLS_NOT_CONFIGURED",
+                "this registry does not verify client certificates, so a credential bound to one could \
+                 never sign in: serve it with mutual TLS (--tls-certificate, --tls-key and \
+                 --tls-client-ca, or INTERLOCK_TLS_CERTIFICATE, INTERLOCK_TLS_KEY and \
+                 INTERLOCK_TLS_CLIENT_CA), or leave tls_certificate_sha256 empty",
+            ));
+        }
+        Ok(fingerprint.to_ascii_lowercase())
     }
 
     /// Replaces the secret; the new one is returned once.
@@ -213,6 +311,38 @@ impl Registry {
     }
 }
 
+const FINGERPRINT_FORMAT: &str = "must be the 64 hex digits of the certificate's SHA-256";
+const AGENCY_ROLES_ONLY: &str =
+    "agency credentials hold ROLE_AGENCY_ADMINISTRATOR or ROLE_AGENCY_MEMBER only";
+
+/// Refuses roles a credential of `agency` may not hold; PERMISSION_DENIED as the proto says, since
+/// the request is well formed but asks for more than the caller may hand out.
+fn assignable(agency: &str, roles: &[Role]) -> Result<()> {
+    if may_hold(agency, roles) {
+        Ok(())
+    } else {
+        Err(Error::denied("ROLE_NOT_ASSIGNABLE", AGENCY_ROLES_ONLY))
+    }
+}
+
+const EXPIRY_RANGE: &str = "must be in the future and at most 365 days away";
+
+/// Whether a credential may be set to expire at `expiry`, asked at `now`.
+fn expiry_allowed(expiry: i64, now: i64) -> bool {
+    expiry > now && expiry <= now.saturating_add(MAX_LIFETIME_US)
+}
+
+/// Whether a credential of `agency` may hold `roles`: an agency's hold its own agency roles only,
+/// or its administrators could hand themselves mesh-wide ones; the operator's may hold any.
+fn may_hold(agency: &str, roles: &[Role]) -> bool {
+    agency == OPERATOR_AGENCY
+        || roles.iter().all(|role| matches!(role, Role::AgencyAdministrator | Role::AgencyMember))
+}
+
+fn is_fingerprint(value: &str) -> bool {
+    value.len() == 64 && value.chars().all(|c| c.is_ascii_hexdigit())
+}
+
 fn may_manage(caller: &Caller, agency: &str) -> bool {
     caller.has_role(Role::CenterAdministrator)
         || (caller.agency == agency && caller.has_role(Role::AgencyAdministrator))
@@ -229,25 +359,16 @@ fn validate(new: &NewCredential, now: i64) -> Result<()> {
     }
     violations.check(new.display_name.trim().is_empty(), "credential.display_name", "is required");
     violations.check(new.roles.is_empty(), "credential.roles", "name at least one role");
-    let operator = new.agency == OPERATOR_AGENCY;
-    let agency_roles_only =
-        new.roles.iter().all(|role| matches!(role, Role::AgencyAdministrator | Role::AgencyMember));
     violations.check(
-        !operator && !agency_roles_only,
-        "credential.roles",
-        "agency credentials hold ROLE_AGENCY_ADMINISTRATOR or ROLE_AGENCY_MEMBER only",
-    );
-    violations.check(
-        new.expire_time_us.is_some_and(|expiry| expiry <= now || expiry > now + MAX_LIFETIME_US),
+        new.expire_time_us.is_some_and(|expiry| !expiry_allowed(expiry, now)),
         "credential.expire_time",
-        "must be in the future and at most 365 days away",
+        EXPIRY_RANGE,
     );
     let fingerprint = &new.tls_certificate_sha256;
     violations.check(
-        !fingerprint.is_empty()
-            && (fingerprint.len() != 64 || !fingerprint.chars().all(|c| c.is_ascii_hexdigit())),
+        !fingerprint.is_empty() && !is_fingerprint(fingerprint),
         "credential.tls_certificate_sha256",
-        "must be the 64 hex digits of the certificate's SHA-256",
+        FINGERPRINT_FORMAT,
     );
     if violations.is_empty() { Ok(()) } else { Err(violations.into()) }
 }
