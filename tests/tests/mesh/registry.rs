@@ -639,6 +639,44 @@ async fn a_party_says_why_it_suspends_resumes_revokes_or_withdraws() {
     }
 }
 
+/// A request_id belongs to the agency that sent it: another agency reusing the same id (by
+/// chance, or copied from a log) creates its own agreement and never gets the first one, which it
+/// is not a party to; the first agency's retry still returns its own agreement.
+#[tokio::test]
+async fn a_request_id_is_the_sending_agencys_own() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        // ICE is the other party of both agreements.
+        register(&mesh, "ICE", "Immigration and Customs Enforcement").await;
+        let (fbi, _) = register(&mesh, "FBI", "Federal Bureau of Investigation").await;
+        let create_with_id = |channel: &AuthedChannel, agreement: Agreement| {
+            let mut agreements = AgreementServiceClient::new(channel.clone());
+            async move {
+                agreements
+                    .create_agreement(CreateAgreementRequest {
+                        agreement: Some(agreement),
+                        request_id: "8f14e45f-ceea-467f-a8f5-7a6c2b3d9e01".into(),
+                    })
+                    .await
+                    .map(|response| response.into_inner().agreement.unwrap())
+            }
+        };
+        let first = create_with_id(&dea, bilateral("DEA", "ICE")).await.unwrap();
+        let other = create_with_id(&fbi, bilateral("FBI", "ICE")).await.unwrap();
+        assert_ne!(other.name, first.name, "FBI gets an agreement of its own, not DEA's");
+        let parties: Vec<&str> = other.parties.iter().map(|p| p.party.as_str()).collect();
+        assert_eq!(parties, ["agencies/FBI", "agencies/ICE"]);
+        let retried = create_with_id(&dea, bilateral("DEA", "ICE")).await.unwrap();
+        assert_eq!(retried.name, first.name, "DEA's retry returns DEA's agreement");
+        let status = AgreementServiceClient::new(fbi.clone())
+            .get_agreement(GetAgreementRequest { name: first.name.clone() })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "FBI still cannot see DEA's agreement");
+    }
+}
+
 /// A center agreement names the members whose signature it still awaits: on the proposal, each
 /// current member until it signs; once in force, a member that joined later (it takes no part
 /// until it signs the version in force); on an amendment, every current member again.

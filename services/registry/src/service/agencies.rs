@@ -4,7 +4,7 @@ use interlock_api::audit::v1::Action;
 use interlock_auth::{Caller, Role};
 use interlock_rpc::now_micros;
 
-use super::{check_etag, require_agency_admin, require_role};
+use super::{check_etag, request_key, require_agency_admin, require_role};
 use crate::Registry;
 use crate::domain::agency::{Agency, AgencyState, NewAgency, agency_name};
 use crate::domain::user::{User, UserState, user_name};
@@ -25,14 +25,15 @@ impl Registry {
         request_id: Option<&str>,
     ) -> Result<Versioned<Agency>> {
         require_role(caller, Role::CenterAdministrator)?;
-        if let Some(id) = request_id
-            && let Some(existing) = self.repo.get_by_request_id::<Agency>(id).await?
+        let request_key = request_key(caller, request_id);
+        if let Some(key) = &request_key
+            && let Some(existing) = self.repo.get_by_request_id::<Agency>(key).await?
         {
             return Ok(existing);
         }
         let agency = new.validate("agency", now_micros())?;
         let mut commit = Commit::default();
-        commit.insert(&agency, request_id);
+        commit.insert(&agency, request_key.as_deref());
         let event = self
             .audit(&method("CreateAgency"), Action::Create, Some(caller))
             .resource(agency.name(), vec![agency.name()]);
@@ -148,13 +149,14 @@ impl Registry {
     ) -> Result<Versioned<User>> {
         require_agency_admin(caller, &user.agency)?;
         self.agency(&user.agency).await?;
-        if let Some(id) = request_id
-            && let Some(existing) = self.repo.get_by_request_id::<User>(id).await?
+        let request_key = request_key(caller, request_id);
+        if let Some(key) = &request_key
+            && let Some(existing) = self.repo.get_by_request_id::<User>(key).await?
         {
             return Ok(existing);
         }
         let mut commit = Commit::default();
-        commit.insert(&user, request_id);
+        commit.insert(&user, request_key.as_deref());
         let event = self
             .audit(&method("CreateUser"), Action::PermissionChange, Some(caller))
             .resource(user.name(), vec![agency_name(&user.agency)])

@@ -9,7 +9,7 @@ use interlock_api::records::v1::SummarizeRecordsRequest;
 use interlock_auth::{Caller, Role};
 use interlock_rpc::now_micros;
 
-use super::{check_etag, new_id};
+use super::{check_etag, new_id, request_key};
 use crate::Registry;
 use crate::domain::agency::{Agency, agency_name};
 use crate::domain::agreement::{
@@ -199,8 +199,9 @@ impl Registry {
         request_id: Option<&str>,
     ) -> Result<AgreementView> {
         let now = now_micros();
-        if let Some(id) = request_id
-            && let Some(existing) = self.repo.get_by_request_id::<Agreement>(id).await?
+        let request_key = request_key(caller, request_id);
+        if let Some(key) = &request_key
+            && let Some(existing) = self.repo.get_by_request_id::<Agreement>(key).await?
         {
             return Ok(self.membership().await?.view(existing, now));
         }
@@ -209,7 +210,7 @@ impl Registry {
         self.require_acting_party(caller, &membership, &terms, now)?;
         let agreement = Agreement::new(new_id(), &caller.agency, terms, &author(caller), now);
         let mut commit = Commit::default();
-        commit.insert(&agreement, request_id);
+        commit.insert(&agreement, request_key.as_deref());
         let event = self.agreement_event(Transition::Created, caller, &agreement, &membership, now);
         self.commit_audited(commit, event).await?;
         Ok(membership.view(Versioned { value: agreement, revision: 1 }, now))
@@ -451,8 +452,9 @@ impl Registry {
         if etag.is_empty() {
             return Err(Error::invalid("agreement.etag", "is required to amend: send the etag you read"));
         }
-        if let Some(id) = request_id
-            && let Some(receipt) = self.repo.get_by_request_id::<AmendmentReceipt>(id).await?
+        let request_key = request_key(caller, request_id);
+        if let Some(key) = &request_key
+            && let Some(receipt) = self.repo.get_by_request_id::<AmendmentReceipt>(key).await?
         {
             return self.amended_before(caller, agreement_id, &receipt.value).await;
         }
@@ -471,10 +473,10 @@ impl Registry {
         let version = agreement.amend(terms, change_note, &author(caller), now)?.clone();
         let mut commit = Commit::default();
         commit.update(&agreement, current.revision);
-        if let Some(id) = request_id {
+        if let Some(key) = &request_key {
             let receipt =
                 AmendmentReceipt { agreement_id: agreement.agreement_id.clone(), version: version.version };
-            commit.insert(&receipt, Some(id));
+            commit.insert(&receipt, Some(key));
         }
         let event = self.agreement_event(Transition::Amended, caller, &agreement, &membership, now);
         self.commit_audited(commit, event).await?;

@@ -4,7 +4,7 @@ use interlock_api::audit::v1::Action;
 use interlock_auth::{Caller, Role};
 use interlock_rpc::now_micros;
 
-use super::require_role;
+use super::{request_key, require_role};
 use crate::Registry;
 use crate::domain::agency::agency_name;
 use crate::domain::center::{Center, CenterState, center_name};
@@ -25,13 +25,14 @@ impl Registry {
         request_id: Option<&str>,
     ) -> Result<Versioned<Center>> {
         require_role(caller, Role::CenterAdministrator)?;
-        if let Some(id) = request_id
-            && let Some(existing) = self.repo.get_by_request_id::<Center>(id).await?
+        let request_key = request_key(caller, request_id);
+        if let Some(key) = &request_key
+            && let Some(existing) = self.repo.get_by_request_id::<Center>(key).await?
         {
             return Ok(existing);
         }
         let mut commit = Commit::default();
-        commit.insert(&center, request_id);
+        commit.insert(&center, request_key.as_deref());
         let event = self
             .audit(&method("CreateCenter"), Action::Create, Some(caller))
             .resource(center.name(), vec![agency_name(crate::OPERATOR_AGENCY)]);

@@ -4,7 +4,7 @@ use interlock_api::audit::v1::Action;
 use interlock_auth::{Caller, Role, generate_secret};
 use interlock_rpc::{FieldViolations, now_micros};
 
-use super::{require_agency_admin, require_role};
+use super::{request_key, require_agency_admin, require_role};
 use crate::domain::agency::agency_name;
 use crate::domain::credential::{
     Credential, CredentialState, MAX_ROTATION_GRACE_US, credential_name, hex_hash, secret_prefix,
@@ -53,8 +53,9 @@ impl Registry {
     ) -> Result<(Versioned<Credential>, String)> {
         let now = now_micros();
         self.authorize_issuing(caller, &new, now).await?;
-        if let Some(id) = request_id
-            && let Some(existing) = self.repo.get_by_request_id::<Credential>(id).await?
+        let request_key = request_key(caller, request_id);
+        if let Some(key) = &request_key
+            && let Some(existing) = self.repo.get_by_request_id::<Credential>(key).await?
         {
             return Ok((existing, String::new()));
         }
@@ -84,7 +85,7 @@ impl Registry {
             update_time_us: now,
         };
         let mut commit = Commit::default();
-        commit.insert(&credential, request_id);
+        commit.insert(&credential, request_key.as_deref());
         let event = self
             .audit(&method("CreateCredential"), Action::CredentialChange, Some(caller))
             .resource(credential.name(), vec![agency_name(&credential.agency)])

@@ -99,6 +99,14 @@ pub(crate) fn require_role(caller: &Caller, role: Role) -> Result<()> {
     }
 }
 
+/// The key a create's `request_id` is kept under: the caller's agency, then the id. Clients pick
+/// request ids, so two agencies may pick the same one (or one may copy another's from a log);
+/// scoped per agency, a retry finds only what its own agency created, and the id can never hand
+/// one agency a resource another created, nor block another agency's create.
+pub(crate) fn request_key(caller: &Caller, request_id: Option<&str>) -> Option<String> {
+    request_id.map(|id| format!("{}/{id}", caller.agency_name()))
+}
+
 /// A short random identifier for server-named resources.
 pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
