@@ -677,6 +677,40 @@ async fn a_request_id_is_the_sending_agencys_own() {
     }
 }
 
+/// UpdateAgreement checks the etag and the draft state before the terms, as AmendAgreement does:
+/// a stale etag is ABORTED and a proposed agreement FAILED_PRECONDITION whatever terms are sent.
+#[tokio::test]
+async fn an_edit_is_checked_against_the_draft_as_read_before_its_terms() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        register(&mesh, "ICE", "Immigration and Customs Enforcement").await;
+        let draft = create(&dea, bilateral("DEA", "ICE")).await.unwrap();
+        let mut agreements = AgreementServiceClient::new(dea.clone());
+        // A blank display name breaks a CreateAgreement rule.
+        let blank_title = |agreement: &Agreement, etag: &str| UpdateAgreementRequest {
+            agreement: Some(Agreement {
+                display_name: String::new(),
+                etag: etag.into(),
+                ..agreement.clone()
+            }),
+            update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
+        };
+        let invalid = agreements.update_agreement(blank_title(&draft, &draft.etag)).await.unwrap_err();
+        assert_eq!(invalid.code(), Code::InvalidArgument, "a current draft gets its terms checked");
+        let stale = agreements.update_agreement(blank_title(&draft, "\"999\"")).await.unwrap_err();
+        assert_eq!((stale.code(), reason(&stale).as_str()), (Code::Aborted, "ETAG_MISMATCH"));
+
+        let proposed = propose(&dea, &draft.name).await;
+        let frozen = agreements.update_agreement(blank_title(&proposed, &proposed.etag)).await.unwrap_err();
+        assert_eq!(
+            (frozen.code(), reason(&frozen).as_str()),
+            (Code::FailedPrecondition, "AGREEMENT_NOT_DRAFT")
+        );
+        assert_eq!(get_agreement(&dea, &draft.name).await, proposed, "nothing changed");
+    }
+}
+
 /// A center agreement names the members whose signature it still awaits: on the proposal, each
 /// current member until it signs; once in force, a member that joined later (it takes no part
 /// until it signs the version in force); on an amendment, every current member again.

@@ -499,13 +499,20 @@ impl Agreement {
     }
 
     /// Replaces the draft's terms.
-    pub fn update_draft(&mut self, terms: Terms, now_us: i64) -> Result<()> {
+    /// FAILED_PRECONDITION unless the agreement is a draft, the only state whose terms can be
+    /// edited in place.
+    pub fn check_editable(&self, now_us: i64) -> Result<()> {
         if self.state(now_us) != AgreementState::Draft {
             return Err(Error::precondition(
                 "AGREEMENT_NOT_DRAFT",
                 "only a draft can be edited; amend an active agreement with AmendAgreement",
             ));
         }
+        Ok(())
+    }
+
+    pub fn update_draft(&mut self, terms: Terms, now_us: i64) -> Result<()> {
+        self.check_editable(now_us)?;
         self.versions[0].terms = terms;
         self.update_time_us = now_us;
         Ok(())

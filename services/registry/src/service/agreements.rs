@@ -385,7 +385,10 @@ impl Registry {
         }
     }
 
-    /// Edits a draft's terms (`edit` receives the current terms).
+    /// Edits a draft's terms (`edit` receives the current terms). The etag and the draft state
+    /// are checked before the terms, as AmendAgreement does: a stale read or a proposed agreement
+    /// takes no edit whatever its terms, and validating first would send the client to fix terms
+    /// that can never be accepted (or, on a stale read, were checked against the wrong draft).
     pub async fn update_agreement(
         &self,
         caller: &Caller,
@@ -396,9 +399,13 @@ impl Registry {
         if etag.is_empty() {
             return Err(Error::invalid("agreement.etag", "is required to edit a draft"));
         }
-        let (current, _) = self.get_agreement(caller, agreement_id).await?;
+        let (current, membership) = self.get_agreement(caller, agreement_id).await?;
+        check_etag(etag, &current, &current.value.name())?;
+        let now = now_micros();
+        self.require_acting_party(caller, &membership, current.value.terms(), now)?;
+        current.value.check_editable(now)?;
         let terms = edit(current.value.terms());
-        self.check_terms(&terms, now_micros()).await?;
+        self.check_terms(&terms, now).await?;
         let change = AgreementChange { transition: Transition::Updated, etag, reason: "" };
         self.act_on_agreement(caller, agreement_id, change, |agreement, _, _, now| {
             agreement.update_draft(terms.clone(), now)
