@@ -956,34 +956,39 @@ async fn suspended_agencies_and_revoked_credentials_are_locked_out() {
 
 #[tokio::test]
 async fn five_failed_logons_lock_a_credential() {
-    let database = TestDatabase::sqlite();
-    let mesh = Mesh::start(&database).await;
-    let (dea, secret) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
-    let name = "agencies/DEA/credentials/admin-backend";
-    for _ in 0..5 {
-        let status = token(&mesh.registry.url(), name, "ilk_guess").await.unwrap_err();
-        assert_eq!(reason(&status), "INVALID_CREDENTIALS");
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, secret) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let name = "agencies/DEA/credentials/admin-backend";
+        for _ in 0..5 {
+            let status = token(&mesh.registry.url(), name, "ilk_guess").await.unwrap_err();
+            assert_eq!(reason(&status), "INVALID_CREDENTIALS");
+        }
+        let locked = token(&mesh.registry.url(), name, &secret).await.unwrap_err();
+        assert_eq!((locked.code(), reason(&locked).as_str()), (Code::Unauthenticated, "CREDENTIAL_LOCKED"));
+        // RetryInfo says how long the lock has left: at most the 10 minutes, and not over yet.
+        let delay = locked.get_error_details().retry_info().and_then(|retry| retry.retry_delay);
+        let delay = delay.expect("a locked credential's status carries RetryInfo");
+        assert!(delay > Duration::from_secs(9 * 60) && delay <= Duration::from_secs(10 * 60), "{delay:?}");
+        let shown = CredentialServiceClient::new(dea)
+            .get_credential(GetCredentialRequest { name: name.into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .credential
+            .unwrap();
+        assert!(shown.lock_expire_time.is_some());
+        // A center administrator can unlock it; then the right secret works again.
+        CredentialServiceClient::new(mesh.admin().await)
+            .unlock_credential(UnlockCredentialRequest {
+                name: name.into(),
+                reason: "verified by phone".into(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        assert!(token(&mesh.registry.url(), name, &secret).await.is_ok());
     }
-    let locked = token(&mesh.registry.url(), name, &secret).await.unwrap_err();
-    assert_eq!((locked.code(), reason(&locked).as_str()), (Code::Unauthenticated, "CREDENTIAL_LOCKED"));
-    let shown = CredentialServiceClient::new(dea)
-        .get_credential(GetCredentialRequest { name: name.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .credential
-        .unwrap();
-    assert!(shown.lock_expire_time.is_some());
-    // A center administrator can unlock it; then the right secret works again.
-    CredentialServiceClient::new(mesh.admin().await)
-        .unlock_credential(UnlockCredentialRequest {
-            name: name.into(),
-            reason: "verified by phone".into(),
-            etag: String::new(),
-        })
-        .await
-        .unwrap();
-    assert!(token(&mesh.registry.url(), name, &secret).await.is_ok());
 }
 
 /// The lock after five failures is audited as a credential change of its own (with when it ends),

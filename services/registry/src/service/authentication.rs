@@ -98,9 +98,8 @@ impl Registry {
                     format!("agency {agency_code} is suspended from the mesh"),
                 )),
                 Verdict::Accepted => Ok(self.issue(credential, agency_code, updated.roles(), ttl)),
-                Verdict::Locked { .. } => Err(Error::Unauthenticated {
-                    reason: "CREDENTIAL_LOCKED",
-                    message: "too many failed attempts: the credential is locked for 10 minutes".into(),
+                Verdict::Locked { until_us } => Err(Error::CredentialLocked {
+                    retry_after: Duration::from_micros(u64::try_from(until_us - now).unwrap_or_default()),
                 }),
                 Verdict::CertificateMismatch { .. } => Err(Error::Unauthenticated {
                     reason: "CLIENT_CERTIFICATE_MISMATCH",
