@@ -711,6 +711,98 @@ async fn an_edit_is_checked_against_the_draft_as_read_before_its_terms() {
     }
 }
 
+/// Revoking or unlocking a credential and suspending or reactivating an agency need a reason of
+/// at most 1000 characters, as the agreement lifecycle does (INVALID_ARGUMENT on `reason`); a
+/// refused call changes nothing, and a long reason within the limit is accepted (its audit event
+/// carries it cut to what an audit detail holds).
+#[tokio::test]
+async fn credential_and_agency_changes_say_why() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, secret) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let admin = mesh.admin().await;
+        let name = "agencies/DEA/credentials/admin-backend";
+        let mut credentials = CredentialServiceClient::new(admin.clone());
+        let mut agencies = AgencyServiceClient::new(admin.clone());
+        for _ in 0..5 {
+            token(&mesh.registry.url(), name, "ilk_guess").await.unwrap_err();
+        }
+        for bad in [String::new(), "  ".into(), "x".repeat(1001)] {
+            let refusals = [
+                credentials
+                    .unlock_credential(UnlockCredentialRequest {
+                        name: name.into(),
+                        reason: bad.clone(),
+                        etag: String::new(),
+                    })
+                    .await
+                    .unwrap_err(),
+                CredentialServiceClient::new(dea.clone())
+                    .revoke_credential(RevokeCredentialRequest {
+                        name: name.into(),
+                        reason: bad.clone(),
+                        etag: String::new(),
+                    })
+                    .await
+                    .unwrap_err(),
+                agencies
+                    .suspend_agency(SuspendAgencyRequest {
+                        name: "agencies/DEA".into(),
+                        reason: bad.clone(),
+                        etag: String::new(),
+                    })
+                    .await
+                    .unwrap_err(),
+            ];
+            for refused in &refusals {
+                assert_eq!(
+                    (refused.code(), violated_fields(refused)),
+                    (Code::InvalidArgument, vec!["reason".into()])
+                );
+            }
+        }
+        let locked = token(&mesh.registry.url(), name, &secret).await.unwrap_err();
+        assert_eq!(reason(&locked), "CREDENTIAL_LOCKED", "still locked: the refused unlocks changed nothing");
+
+        let long = "verified by phone with the duty desk; ".repeat(25);
+        assert!((513..=1000).contains(&long.chars().count()));
+        credentials
+            .unlock_credential(UnlockCredentialRequest {
+                name: name.into(),
+                reason: long.clone(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        agencies
+            .suspend_agency(SuspendAgencyRequest {
+                name: "agencies/DEA".into(),
+                reason: long.clone(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        let refused = agencies
+            .reactivate_agency(ReactivateAgencyRequest {
+                name: "agencies/DEA".into(),
+                reason: String::new(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(violated_fields(&refused), ["reason"]);
+        let reactivated = agencies
+            .reactivate_agency(ReactivateAgencyRequest {
+                name: "agencies/DEA".into(),
+                reason: long,
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(reactivated.into_inner().agency.unwrap().state, AgencyState::Active as i32);
+    }
+}
+
 /// A center agreement names the members whose signature it still awaits: on the proposal, each
 /// current member until it signs; once in force, a member that joined later (it takes no part
 /// until it signs the version in force); on an amendment, every current member again.
@@ -921,6 +1013,7 @@ async fn suspended_agencies_and_revoked_credentials_are_locked_out() {
         AgencyServiceClient::new(mesh.admin().await)
             .reactivate_agency(ReactivateAgencyRequest {
                 name: "agencies/DEA".into(),
+                reason: "audit closed".into(),
                 ..ReactivateAgencyRequest::default()
             })
             .await

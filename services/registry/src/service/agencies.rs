@@ -4,10 +4,11 @@ use interlock_api::audit::v1::Action;
 use interlock_auth::{Caller, Role};
 use interlock_rpc::now_micros;
 
-use super::{check_etag, request_key, require_agency_admin, require_role};
+use super::{audited_reason, check_etag, request_key, require_agency_admin, require_role};
 use crate::Registry;
 use crate::domain::agency::{Agency, AgencyState, NewAgency, agency_name};
 use crate::domain::user::{User, UserState, user_name};
+use crate::domain::{MAX_REASON_CHARS, check_explanation};
 use crate::error::{Error, Result};
 use crate::store::{Commit, Resource, Versioned};
 
@@ -107,6 +108,8 @@ impl Registry {
         etag: &str,
     ) -> Result<Versioned<Agency>> {
         require_role(caller, Role::CenterAdministrator)?;
+        check_explanation("reason", reason, MAX_REASON_CHARS)?;
+        let audited_reason = audited_reason(reason);
         self.agency(code).await?;
         let now = now_micros();
         let rpc = if suspend { "SuspendAgency" } else { "ReactivateAgency" };
@@ -135,7 +138,7 @@ impl Registry {
             |agency| {
                 self.audit(&method(rpc), Action::PrivilegedAction, Some(caller))
                     .resource(agency.name(), vec![agency.name()])
-                    .detail("reason", reason)
+                    .detail("reason", audited_reason.as_str())
             },
         )
         .await

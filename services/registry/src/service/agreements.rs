@@ -9,7 +9,7 @@ use interlock_api::records::v1::SummarizeRecordsRequest;
 use interlock_auth::{Caller, Role};
 use interlock_rpc::now_micros;
 
-use super::{check_etag, new_id, request_key};
+use super::{audited_reason, check_etag, new_id, request_key};
 use crate::Registry;
 use crate::domain::agency::{Agency, agency_name};
 use crate::domain::agreement::{
@@ -97,11 +97,6 @@ pub struct AgreementChange<'a> {
     pub etag: &'a str,
     pub reason: &'a str,
 }
-
-/// Audit detail values hold at most 512 characters (longer ones would get the whole event
-/// rejected by the audit service): a longer reason is kept whole on the agreement where the
-/// proto stores it, and cut here.
-const MAX_AUDITED_REASON_CHARS: usize = 512;
 
 /// An agreement as a caller sees it: the stored document, and the agencies (codes) whose
 /// signature it still awaits, which depend on the center's membership when it is read, not on
@@ -355,7 +350,7 @@ impl Registry {
         if transition.needs_reason() {
             check_explanation("reason", reason, MAX_REASON_CHARS)?;
         }
-        let audited_reason: String = reason.chars().take(MAX_AUDITED_REASON_CHARS).collect();
+        let audited_reason = audited_reason(reason);
         let user = caller.user.clone().unwrap_or_default();
         let actor = Actor { agency: &caller.agency, credential: &caller.credential, user: &user };
         let mut attempts = 0;

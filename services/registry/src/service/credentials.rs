@@ -4,11 +4,12 @@ use interlock_api::audit::v1::Action;
 use interlock_auth::{Caller, Role, generate_secret};
 use interlock_rpc::{FieldViolations, now_micros};
 
-use super::{request_key, require_agency_admin, require_role};
+use super::{audited_reason, request_key, require_agency_admin, require_role};
 use crate::domain::agency::agency_name;
 use crate::domain::credential::{
     Credential, CredentialState, MAX_ROTATION_GRACE_US, credential_name, hex_hash, secret_prefix,
 };
+use crate::domain::{MAX_REASON_CHARS, check_explanation};
 use crate::error::{Error, Result};
 use crate::store::{Commit, Resource, Versioned};
 use crate::{OPERATOR_AGENCY, Registry};
@@ -27,7 +28,9 @@ fn method(name: &str) -> String {
 pub struct CredentialChange<'a> {
     pub rpc: &'a str,
     pub etag: &'a str,
-    pub reason: &'a str,
+    /// Why, for the changes whose request requires a reason (revoke, unlock); `None` for those
+    /// that take none.
+    pub reason: Option<&'a str>,
 }
 
 /// What a client asks for in a new credential.
@@ -165,6 +168,10 @@ impl Registry {
         if !unlocking_as_center {
             require_agency_admin(caller, agency)?;
         }
+        if let Some(reason) = reason {
+            check_explanation("reason", reason, MAX_REASON_CHARS)?;
+        }
+        let audited_reason = audited_reason(reason.unwrap_or_default());
         let now = now_micros();
         self.modify(
             &credential_name(agency, id),
@@ -173,7 +180,7 @@ impl Registry {
             |credential| {
                 self.audit(&method(rpc), Action::CredentialChange, Some(caller))
                     .resource(credential.name(), vec![agency_name(agency)])
-                    .detail("reason", reason)
+                    .detail("reason", audited_reason.as_str())
             },
         )
         .await
@@ -197,7 +204,7 @@ impl Registry {
                 caller,
                 agency,
                 id,
-                CredentialChange { rpc: "RotateCredential", etag, reason: "" },
+                CredentialChange { rpc: "RotateCredential", etag, reason: None },
                 |credential, now| {
                     if credential.state(now) != CredentialState::Active {
                         return Err(Error::precondition(

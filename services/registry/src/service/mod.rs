@@ -107,6 +107,16 @@ pub(crate) fn request_key(caller: &Caller, request_id: Option<&str>) -> Option<S
     request_id.map(|id| format!("{}/{id}", caller.agency_name()))
 }
 
+/// Audit detail values hold at most 512 characters (longer ones would get the whole event
+/// rejected by the audit service): a longer reason is kept whole on the resource where the
+/// proto stores it, and cut for the audit event.
+const MAX_AUDITED_REASON_CHARS: usize = 512;
+
+/// `reason` as an audit event's `reason` detail can hold it.
+pub(crate) fn audited_reason(reason: &str) -> String {
+    reason.chars().take(MAX_AUDITED_REASON_CHARS).collect()
+}
+
 /// A short random identifier for server-named resources.
 pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
