@@ -803,6 +803,56 @@ async fn credential_and_agency_changes_say_why() {
     }
 }
 
+/// AddCenterMember honours request_id like the creates: a retry returns the membership the first
+/// call opened instead of ALREADY_A_MEMBER, and even after the agency left it opens no new period;
+/// the same id for another member is INVALID_ARGUMENT.
+#[tokio::test]
+async fn a_retried_member_addition_adds_the_member_once() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        register(&mesh, "ICE", "Immigration and Customs Enforcement").await;
+        let mut centers = CenterServiceClient::new(mesh.admin().await);
+        centers
+            .create_center(CreateCenterRequest {
+                center: Some(Center {
+                    center_id: "hidta-watch".into(),
+                    display_name: "HIDTA Watch Center".into(),
+                    ..Center::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap();
+        let add = |code: &str| AddCenterMemberRequest {
+            center: "centers/hidta-watch".into(),
+            agency: format!("agencies/{code}"),
+            join_time: None,
+            request_id: "3b1d6a0e-2c4f-4e8b-9d7a-5f6e1c2b3a40".into(),
+        };
+        let first = centers.add_center_member(add("DEA")).await.unwrap().into_inner().member.unwrap();
+        let retried = centers.add_center_member(add("DEA")).await.unwrap().into_inner().member.unwrap();
+        assert_eq!(retried, first, "the retry returns the membership the first call opened");
+
+        centers
+            .remove_center_member(RemoveCenterMemberRequest {
+                name: first.name.clone(),
+                ..RemoveCenterMemberRequest::default()
+            })
+            .await
+            .unwrap();
+        let after_leaving = centers.add_center_member(add("DEA")).await.unwrap().into_inner().member.unwrap();
+        assert!(after_leaving.previous_periods.is_empty(), "no second period: {after_leaving:?}");
+        assert_ne!(after_leaving.state, first.state, "returned as it is now: left");
+
+        let reused = centers.add_center_member(add("ICE")).await.unwrap_err();
+        assert_eq!(
+            (reused.code(), violated_fields(&reused)),
+            (Code::InvalidArgument, vec!["request_id".into()])
+        );
+    }
+}
+
 /// A center agreement names the members whose signature it still awaits: on the proposal, each
 /// current member until it signs; once in force, a member that joined later (it takes no part
 /// until it signs the version in force); on an amendment, every current member again.

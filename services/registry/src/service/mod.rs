@@ -46,7 +46,25 @@ impl Registry {
         &self,
         name: &str,
         etag: &str,
+        change: F,
+        audit: A,
+    ) -> Result<Versioned<T>>
+    where
+        T: Resource,
+        F: FnMut(&mut T) -> Result<()>,
+        A: Fn(&T) -> EventBuilder,
+    {
+        self.modify_with(name, etag, change, |_| {}, audit).await
+    }
+
+    /// [`Self::modify`], with `extra` adding writes that must land in the same transaction as
+    /// the change (a receipt for its request id).
+    pub(crate) async fn modify_with<T, F, A>(
+        &self,
+        name: &str,
+        etag: &str,
         mut change: F,
+        extra: impl Fn(&mut Commit),
         audit: A,
     ) -> Result<Versioned<T>>
     where
@@ -65,6 +83,7 @@ impl Registry {
             change(&mut value)?;
             let mut commit = Commit::default();
             commit.update(&value, current.revision);
+            extra(&mut commit);
             match self.commit_audited(commit, audit(&value)).await {
                 Ok(_) => return Ok(Versioned { value, revision: current.revision + 1 }),
                 Err(Error::Aborted(_)) if attempts < CONFLICT_RETRIES && etag.is_empty() => attempts += 1,
