@@ -1,4 +1,8 @@
-use interlock_rpc::{FieldViolations, corrupt_data, status_with_reason, storage_unavailable};
+use std::time::Duration;
+
+use interlock_rpc::{
+    FieldViolations, corrupt_data, status_with_reason, status_with_retry, storage_unavailable,
+};
 use tonic::{Code, Status};
 
 /// Everything the registry can fail with; mapped to a gRPC status in one place below.
@@ -23,6 +27,10 @@ pub enum Error {
     PermissionDenied { reason: &'static str, message: String },
     #[error("{message}")]
     Unauthenticated { reason: &'static str, message: String },
+    /// Locked after too many failed logons; `retry_after` is what remains of the lock, which the
+    /// status carries as `RetryInfo` so the client waits that long rather than failing again.
+    #[error("the credential is locked for another {retry_after:?}")]
+    CredentialLocked { retry_after: Duration },
     #[error("storage failure: {0}")]
     Storage(#[from] sqlx::Error),
     #[error("stored data is corrupt: {0}")]
@@ -80,6 +88,15 @@ impl From<Error> for Status {
             Error::Unauthenticated { reason, message } => {
                 status_with_reason(Code::Unauthenticated, reason, message)
             }
+            Error::CredentialLocked { retry_after } => status_with_retry(
+                Code::Unauthenticated,
+                "CREDENTIAL_LOCKED",
+                format!(
+                    "too many failed attempts: the credential is locked for another {}s; retry then, or ask an administrator to unlock it",
+                    retry_after.as_secs().max(1)
+                ),
+                retry_after,
+            ),
             Error::Storage(error) => {
                 storage_unavailable("registry", &error, "the registry's database is unavailable; retry")
             }

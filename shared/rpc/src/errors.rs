@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::time::Duration;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -10,6 +11,19 @@ pub const ERROR_DOMAIN: &str = "interlock";
 /// clients can branch on.
 pub fn status_with_reason(code: Code, reason: &str, message: impl Into<String>) -> Status {
     let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(code, message, details)
+}
+
+/// [`status_with_reason`] plus a `RetryInfo` telling the client how long to wait before the same
+/// call can succeed, so it backs off for that long instead of retrying blindly.
+pub fn status_with_retry(
+    code: Code,
+    reason: &str,
+    message: impl Into<String>,
+    retry_delay: Duration,
+) -> Status {
+    let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    details.set_retry_info(Some(retry_delay));
     Status::with_error_details(code, message, details)
 }
 

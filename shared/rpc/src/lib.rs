@@ -8,6 +8,8 @@ mod errors;
 mod paging;
 mod time;
 
-pub use errors::{ERROR_DOMAIN, FieldViolations, corrupt_data, status_with_reason, storage_unavailable};
+pub use errors::{
+    ERROR_DOMAIN, FieldViolations, corrupt_data, status_with_reason, status_with_retry, storage_unavailable,
+};
 pub use paging::{PageToken, page_size};
 pub use time::{micros_from_timestamp, now_micros, timestamp_from_micros};

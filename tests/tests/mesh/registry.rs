@@ -643,6 +643,220 @@ async fn a_party_says_why_it_suspends_resumes_revokes_or_withdraws() {
     }
 }
 
+/// A request_id belongs to the agency that sent it: another agency reusing the same id (by
+/// chance, or copied from a log) creates its own agreement and never gets the first one, which it
+/// is not a party to; the first agency's retry still returns its own agreement.
+#[tokio::test]
+async fn a_request_id_is_the_sending_agencys_own() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        // ICE is the other party of both agreements.
+        register(&mesh, "ICE", "Immigration and Customs Enforcement").await;
+        let (fbi, _) = register(&mesh, "FBI", "Federal Bureau of Investigation").await;
+        let create_with_id = |channel: &AuthedChannel, agreement: Agreement| {
+            let mut agreements = AgreementServiceClient::new(channel.clone());
+            async move {
+                agreements
+                    .create_agreement(CreateAgreementRequest {
+                        agreement: Some(agreement),
+                        request_id: "8f14e45f-ceea-467f-a8f5-7a6c2b3d9e01".into(),
+                    })
+                    .await
+                    .map(|response| response.into_inner().agreement.unwrap())
+            }
+        };
+        let first = create_with_id(&dea, bilateral("DEA", "ICE")).await.unwrap();
+        let other = create_with_id(&fbi, bilateral("FBI", "ICE")).await.unwrap();
+        assert_ne!(other.name, first.name, "FBI gets an agreement of its own, not DEA's");
+        let parties: Vec<&str> = other.parties.iter().map(|p| p.party.as_str()).collect();
+        assert_eq!(parties, ["agencies/FBI", "agencies/ICE"]);
+        let retried = create_with_id(&dea, bilateral("DEA", "ICE")).await.unwrap();
+        assert_eq!(retried.name, first.name, "DEA's retry returns DEA's agreement");
+        let status = AgreementServiceClient::new(fbi.clone())
+            .get_agreement(GetAgreementRequest { name: first.name.clone() })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "FBI still cannot see DEA's agreement");
+    }
+}
+
+/// UpdateAgreement checks the etag and the draft state before the terms, as AmendAgreement does:
+/// a stale etag is ABORTED and a proposed agreement FAILED_PRECONDITION whatever terms are sent.
+#[tokio::test]
+async fn an_edit_is_checked_against_the_draft_as_read_before_its_terms() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, _) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        register(&mesh, "ICE", "Immigration and Customs Enforcement").await;
+        let draft = create(&dea, bilateral("DEA", "ICE")).await.unwrap();
+        let mut agreements = AgreementServiceClient::new(dea.clone());
+        // A blank display name breaks a CreateAgreement rule.
+        let blank_title = |agreement: &Agreement, etag: &str| UpdateAgreementRequest {
+            agreement: Some(Agreement {
+                display_name: String::new(),
+                etag: etag.into(),
+                ..agreement.clone()
+            }),
+            update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
+        };
+        let invalid = agreements.update_agreement(blank_title(&draft, &draft.etag)).await.unwrap_err();
+        assert_eq!(invalid.code(), Code::InvalidArgument, "a current draft gets its terms checked");
+        let stale = agreements.update_agreement(blank_title(&draft, "\"999\"")).await.unwrap_err();
+        assert_eq!((stale.code(), reason(&stale).as_str()), (Code::Aborted, "ETAG_MISMATCH"));
+
+        let proposed = propose(&dea, &draft.name).await;
+        let frozen = agreements.update_agreement(blank_title(&proposed, &proposed.etag)).await.unwrap_err();
+        assert_eq!(
+            (frozen.code(), reason(&frozen).as_str()),
+            (Code::FailedPrecondition, "AGREEMENT_NOT_DRAFT")
+        );
+        assert_eq!(get_agreement(&dea, &draft.name).await, proposed, "nothing changed");
+    }
+}
+
+/// Revoking or unlocking a credential and suspending or reactivating an agency need a reason of
+/// at most 1000 characters, as the agreement lifecycle does (INVALID_ARGUMENT on `reason`); a
+/// refused call changes nothing, and a long reason within the limit is accepted (its audit event
+/// carries it cut to what an audit detail holds).
+#[tokio::test]
+async fn credential_and_agency_changes_say_why() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, secret) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let admin = mesh.admin().await;
+        let name = "agencies/DEA/credentials/admin-backend";
+        let mut credentials = CredentialServiceClient::new(admin.clone());
+        let mut agencies = AgencyServiceClient::new(admin.clone());
+        for _ in 0..5 {
+            token(&mesh.registry.url(), name, "ilk_guess").await.unwrap_err();
+        }
+        for bad in [String::new(), "  ".into(), "x".repeat(1001)] {
+            let refusals = [
+                credentials
+                    .unlock_credential(UnlockCredentialRequest {
+                        name: name.into(),
+                        reason: bad.clone(),
+                        etag: String::new(),
+                    })
+                    .await
+                    .unwrap_err(),
+                CredentialServiceClient::new(dea.clone())
+                    .revoke_credential(RevokeCredentialRequest {
+                        name: name.into(),
+                        reason: bad.clone(),
+                        etag: String::new(),
+                    })
+                    .await
+                    .unwrap_err(),
+                agencies
+                    .suspend_agency(SuspendAgencyRequest {
+                        name: "agencies/DEA".into(),
+                        reason: bad.clone(),
+                        etag: String::new(),
+                    })
+                    .await
+                    .unwrap_err(),
+            ];
+            for refused in &refusals {
+                assert_eq!(
+                    (refused.code(), violated_fields(refused)),
+                    (Code::InvalidArgument, vec!["reason".into()])
+                );
+            }
+        }
+        let locked = token(&mesh.registry.url(), name, &secret).await.unwrap_err();
+        assert_eq!(reason(&locked), "CREDENTIAL_LOCKED", "still locked: the refused unlocks changed nothing");
+
+        let long = "verified by phone with the duty desk; ".repeat(25);
+        assert!((513..=1000).contains(&long.chars().count()));
+        credentials
+            .unlock_credential(UnlockCredentialRequest {
+                name: name.into(),
+                reason: long.clone(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        agencies
+            .suspend_agency(SuspendAgencyRequest {
+                name: "agencies/DEA".into(),
+                reason: long.clone(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        let refused = agencies
+            .reactivate_agency(ReactivateAgencyRequest {
+                name: "agencies/DEA".into(),
+                reason: String::new(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(violated_fields(&refused), ["reason"]);
+        let reactivated = agencies
+            .reactivate_agency(ReactivateAgencyRequest {
+                name: "agencies/DEA".into(),
+                reason: long,
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(reactivated.into_inner().agency.unwrap().state, AgencyState::Active as i32);
+    }
+}
+
+/// AddCenterMember honours request_id like the creates: a retry returns the membership the first
+/// call opened instead of ALREADY_A_MEMBER, and even after the agency left it opens no new period;
+/// the same id for another member is INVALID_ARGUMENT.
+#[tokio::test]
+async fn a_retried_member_addition_adds_the_member_once() {
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        register(&mesh, "ICE", "Immigration and Customs Enforcement").await;
+        let mut centers = CenterServiceClient::new(mesh.admin().await);
+        centers
+            .create_center(CreateCenterRequest {
+                center: Some(Center {
+                    center_id: "hidta-watch".into(),
+                    display_name: "HIDTA Watch Center".into(),
+                    ..Center::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap();
+        let add = |code: &str| AddCenterMemberRequest {
+            center: "centers/hidta-watch".into(),
+            agency: format!("agencies/{code}"),
+            join_time: None,
+            request_id: "3b1d6a0e-2c4f-4e8b-9d7a-5f6e1c2b3a40".into(),
+        };
+        let first = centers.add_center_member(add("DEA")).await.unwrap().into_inner().member.unwrap();
+        let retried = centers.add_center_member(add("DEA")).await.unwrap().into_inner().member.unwrap();
+        assert_eq!(retried, first, "the retry returns the membership the first call opened");
+
+        centers
+            .remove_center_member(RemoveCenterMemberRequest {
+                name: first.name.clone(),
+                ..RemoveCenterMemberRequest::default()
+            })
+            .await
+            .unwrap();
+        let after_leaving = centers.add_center_member(add("DEA")).await.unwrap().into_inner().member.unwrap();
+        assert!(after_leaving.previous_periods.is_empty(), "no second period: {after_leaving:?}");
+        assert_ne!(after_leaving.state, first.state, "returned as it is now: left");
+
+        let reused = centers.add_center_member(add("ICE")).await.unwrap_err();
+        assert_eq!(
+            (reused.code(), violated_fields(&reused)),
+            (Code::InvalidArgument, vec!["request_id".into()])
+        );
+    }
+}
+
 /// A center agreement names the members whose signature it still awaits: on the proposal, each
 /// current member until it signs; once in force, a member that joined later (it takes no part
 /// until it signs the version in force); on an amendment, every current member again.
@@ -853,6 +1067,7 @@ async fn suspended_agencies_and_revoked_credentials_are_locked_out() {
         AgencyServiceClient::new(mesh.admin().await)
             .reactivate_agency(ReactivateAgencyRequest {
                 name: "agencies/DEA".into(),
+                reason: "audit closed".into(),
                 ..ReactivateAgencyRequest::default()
             })
             .await
@@ -1183,34 +1398,39 @@ async fn tokens_never_outlive_their_credential() {
 
 #[tokio::test]
 async fn five_failed_logons_lock_a_credential() {
-    let database = TestDatabase::sqlite();
-    let mesh = Mesh::start(&database).await;
-    let (dea, secret) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
-    let name = "agencies/DEA/credentials/admin-backend";
-    for _ in 0..5 {
-        let status = token(&mesh.registry.url(), name, "ilk_guess").await.unwrap_err();
-        assert_eq!(reason(&status), "INVALID_CREDENTIALS");
+    for database in TestDatabase::each_backend().await {
+        let mesh = Mesh::start(&database).await;
+        let (dea, secret) = register(&mesh, "DEA", "Drug Enforcement Administration").await;
+        let name = "agencies/DEA/credentials/admin-backend";
+        for _ in 0..5 {
+            let status = token(&mesh.registry.url(), name, "ilk_guess").await.unwrap_err();
+            assert_eq!(reason(&status), "INVALID_CREDENTIALS");
+        }
+        let locked = token(&mesh.registry.url(), name, &secret).await.unwrap_err();
+        assert_eq!((locked.code(), reason(&locked).as_str()), (Code::Unauthenticated, "CREDENTIAL_LOCKED"));
+        // RetryInfo says how long the lock has left: at most the 10 minutes, and not over yet.
+        let delay = locked.get_error_details().retry_info().and_then(|retry| retry.retry_delay);
+        let delay = delay.expect("a locked credential's status carries RetryInfo");
+        assert!(delay > Duration::from_secs(9 * 60) && delay <= Duration::from_secs(10 * 60), "{delay:?}");
+        let shown = CredentialServiceClient::new(dea)
+            .get_credential(GetCredentialRequest { name: name.into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .credential
+            .unwrap();
+        assert!(shown.lock_expire_time.is_some());
+        // A center administrator can unlock it; then the right secret works again.
+        CredentialServiceClient::new(mesh.admin().await)
+            .unlock_credential(UnlockCredentialRequest {
+                name: name.into(),
+                reason: "verified by phone".into(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        assert!(token(&mesh.registry.url(), name, &secret).await.is_ok());
     }
-    let locked = token(&mesh.registry.url(), name, &secret).await.unwrap_err();
-    assert_eq!((locked.code(), reason(&locked).as_str()), (Code::Unauthenticated, "CREDENTIAL_LOCKED"));
-    let shown = CredentialServiceClient::new(dea)
-        .get_credential(GetCredentialRequest { name: name.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .credential
-        .unwrap();
-    assert!(shown.lock_expire_time.is_some());
-    // A center administrator can unlock it; then the right secret works again.
-    CredentialServiceClient::new(mesh.admin().await)
-        .unlock_credential(UnlockCredentialRequest {
-            name: name.into(),
-            reason: "verified by phone".into(),
-            etag: String::new(),
-        })
-        .await
-        .unwrap();
-    assert!(token(&mesh.registry.url(), name, &secret).await.is_ok());
 }
 
 /// The lock after five failures is audited as a credential change of its own (with when it ends),

@@ -56,8 +56,9 @@ const STORY: &[&str] = &[
     "its next token request: Unauthenticated: unknown credential or wrong secret (INVALID_CREDENTIALS)",
     "agencies/ATF/credentials/cjis-terminal-2: a wrong secret five times: Unauthenticated: unknown \
      credential or wrong secret (INVALID_CREDENTIALS)",
-    "the right secret now: Unauthenticated: too many failed attempts: the credential is locked for 10 \
-     minutes (CREDENTIAL_LOCKED)",
+    "the right secret now: Unauthenticated: too many failed attempts: the credential is locked for \
+     another ",
+    "s; retry then, or ask an administrator to unlock it (CREDENTIAL_LOCKED)",
     "ATF's administrator unlocks it: the right secret signs in again",
     // The audit log: each agency's view, then verification.
     "== The audit log: what each agency's contributor view shows",

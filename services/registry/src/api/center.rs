@@ -153,8 +153,9 @@ impl CenterService for CenterApi {
         let request = request.into_inner();
         let id = center_id(&request.center, "center")?;
         let agency = agency_code(&request.agency, "agency")?;
-        let center =
-            self.registry.add_center_member(&caller, id, agency, micros(request.join_time.as_ref())).await?;
+        let request_id = Some(request.request_id.as_str()).filter(|id| !id.is_empty());
+        let join_time_us = micros(request.join_time.as_ref());
+        let center = self.registry.add_center_member(&caller, id, agency, join_time_us, request_id).await?;
         Ok(Response::new(AddCenterMemberResponse { member: member_proto(&center, agency) }))
     }
 

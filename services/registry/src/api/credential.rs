@@ -181,7 +181,7 @@ impl CredentialService for CredentialApi {
 }
 
 fn change<'a>(rpc: &'a str, etag: &'a str, reason: &'a str) -> CredentialChange<'a> {
-    CredentialChange { rpc, etag, reason }
+    CredentialChange { rpc, etag, reason: Some(reason) }
 }
 
 fn state(credential: &Credential, now: i64) -> pb::CredentialState {

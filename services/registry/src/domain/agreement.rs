@@ -234,22 +234,9 @@ impl Terms {
     }
 }
 
-/// Longest reason a party may give for suspending, resuming, revoking or withdrawing.
-pub const MAX_REASON_CHARS: usize = 1000;
+pub use super::{MAX_REASON_CHARS, check_explanation};
 /// Longest note an amendment may carry.
 pub const MAX_CHANGE_NOTE_CHARS: usize = 4000;
-
-/// A party's explanation (why it suspends, resumes, revokes or withdraws; what an amendment
-/// changes): every other party reads it and the audit log keeps it, so it must say something.
-pub fn check_explanation(field: &str, text: &str, max_chars: usize) -> Result<()> {
-    if text.trim().is_empty() {
-        Err(Error::invalid(field, "is required: say why, for the other parties and the audit log"))
-    } else if text.chars().count() > max_chars {
-        Err(Error::invalid(field, format!("must be at most {max_chars} characters")))
-    } else {
-        Ok(())
-    }
-}
 
 fn check_enum_list(v: &mut FieldViolations, field: &str, values: &[i32], known: impl Fn(i32) -> bool) {
     let mut seen = HashSet::new();
@@ -499,13 +486,20 @@ impl Agreement {
     }
 
     /// Replaces the draft's terms.
-    pub fn update_draft(&mut self, terms: Terms, now_us: i64) -> Result<()> {
+    /// FAILED_PRECONDITION unless the agreement is a draft, the only state whose terms can be
+    /// edited in place.
+    pub fn check_editable(&self, now_us: i64) -> Result<()> {
         if self.state(now_us) != AgreementState::Draft {
             return Err(Error::precondition(
                 "AGREEMENT_NOT_DRAFT",
                 "only a draft can be edited; amend an active agreement with AmendAgreement",
             ));
         }
+        Ok(())
+    }
+
+    pub fn update_draft(&mut self, terms: Terms, now_us: i64) -> Result<()> {
+        self.check_editable(now_us)?;
         self.versions[0].terms = terms;
         self.update_time_us = now_us;
         Ok(())

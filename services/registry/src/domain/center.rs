@@ -65,6 +65,30 @@ pub struct Center {
     pub update_time_us: i64,
 }
 
+/// That the AddCenterMember call with a given `request_id` added `agency` to a center. Stored
+/// beside the center under the same request-id index as everything a create makes, so a retried
+/// call finds the membership it opened instead of failing with ALREADY_A_MEMBER (or, after the
+/// agency left, opening another period).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipReceipt {
+    /// Names the receipt: one agency may be added to one center more than once.
+    pub receipt_id: String,
+    pub center_id: String,
+    pub agency: String,
+}
+
+impl Resource for MembershipReceipt {
+    const KIND: Kind = Kind::MembershipReceipt;
+
+    fn name(&self) -> String {
+        format!("{}/membershipReceipts/{}", center_name(&self.center_id), self.receipt_id)
+    }
+
+    fn parent(&self) -> String {
+        center_name(&self.center_id)
+    }
+}
+
 impl Resource for Center {
     const KIND: Kind = Kind::Center;
 

@@ -4,10 +4,11 @@ use interlock_api::audit::v1::Action;
 use interlock_auth::{Caller, Role};
 use interlock_rpc::now_micros;
 
-use super::{check_etag, require_agency_admin, require_role};
+use super::{audited_reason, check_etag, request_key, require_agency_admin, require_role};
 use crate::Registry;
 use crate::domain::agency::{Agency, AgencyState, NewAgency, agency_name};
 use crate::domain::user::{User, UserState, user_name};
+use crate::domain::{MAX_REASON_CHARS, check_explanation};
 use crate::error::{Error, Result};
 use crate::store::{Commit, Resource, Versioned};
 
@@ -25,14 +26,15 @@ impl Registry {
         request_id: Option<&str>,
     ) -> Result<Versioned<Agency>> {
         require_role(caller, Role::CenterAdministrator)?;
-        if let Some(id) = request_id
-            && let Some(existing) = self.repo.get_by_request_id::<Agency>(id).await?
+        let request_key = request_key(caller, request_id);
+        if let Some(key) = &request_key
+            && let Some(existing) = self.repo.get_by_request_id::<Agency>(key).await?
         {
             return Ok(existing);
         }
         let agency = new.validate("agency", now_micros())?;
         let mut commit = Commit::default();
-        commit.insert(&agency, request_id);
+        commit.insert(&agency, request_key.as_deref());
         let event = self
             .audit(&method("CreateAgency"), Action::Create, Some(caller))
             .resource(agency.name(), vec![agency.name()]);
@@ -106,6 +108,8 @@ impl Registry {
         etag: &str,
     ) -> Result<Versioned<Agency>> {
         require_role(caller, Role::CenterAdministrator)?;
+        check_explanation("reason", reason, MAX_REASON_CHARS)?;
+        let audited_reason = audited_reason(reason);
         self.agency(code).await?;
         let now = now_micros();
         let rpc = if suspend { "SuspendAgency" } else { "ReactivateAgency" };
@@ -134,7 +138,7 @@ impl Registry {
             |agency| {
                 self.audit(&method(rpc), Action::PrivilegedAction, Some(caller))
                     .resource(agency.name(), vec![agency.name()])
-                    .detail("reason", reason)
+                    .detail("reason", audited_reason.as_str())
             },
         )
         .await
@@ -148,13 +152,14 @@ impl Registry {
     ) -> Result<Versioned<User>> {
         require_agency_admin(caller, &user.agency)?;
         self.agency(&user.agency).await?;
-        if let Some(id) = request_id
-            && let Some(existing) = self.repo.get_by_request_id::<User>(id).await?
+        let request_key = request_key(caller, request_id);
+        if let Some(key) = &request_key
+            && let Some(existing) = self.repo.get_by_request_id::<User>(key).await?
         {
             return Ok(existing);
         }
         let mut commit = Commit::default();
-        commit.insert(&user, request_id);
+        commit.insert(&user, request_key.as_deref());
         let event = self
             .audit(&method("CreateUser"), Action::PermissionChange, Some(caller))
             .resource(user.name(), vec![agency_name(&user.agency)])

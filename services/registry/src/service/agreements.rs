@@ -9,7 +9,7 @@ use interlock_api::records::v1::SummarizeRecordsRequest;
 use interlock_auth::{Caller, Role};
 use interlock_rpc::now_micros;
 
-use super::{check_etag, new_id};
+use super::{audited_reason, check_etag, new_id, request_key};
 use crate::Registry;
 use crate::domain::agency::{Agency, agency_name};
 use crate::domain::agreement::{
@@ -97,11 +97,6 @@ pub struct AgreementChange<'a> {
     pub etag: &'a str,
     pub reason: &'a str,
 }
-
-/// Audit detail values hold at most 512 characters (longer ones would get the whole event
-/// rejected by the audit service): a longer reason is kept whole on the agreement where the
-/// proto stores it, and cut here.
-const MAX_AUDITED_REASON_CHARS: usize = 512;
 
 /// An agreement as a caller sees it: the stored document, and the agencies (codes) whose
 /// signature it still awaits, which depend on the center's membership when it is read, not on
@@ -199,8 +194,9 @@ impl Registry {
         request_id: Option<&str>,
     ) -> Result<AgreementView> {
         let now = now_micros();
-        if let Some(id) = request_id
-            && let Some(existing) = self.repo.get_by_request_id::<Agreement>(id).await?
+        let request_key = request_key(caller, request_id);
+        if let Some(key) = &request_key
+            && let Some(existing) = self.repo.get_by_request_id::<Agreement>(key).await?
         {
             return Ok(self.membership().await?.view(existing, now));
         }
@@ -209,7 +205,7 @@ impl Registry {
         self.require_acting_party(caller, &membership, &terms, now)?;
         let agreement = Agreement::new(new_id(), &caller.agency, terms, &author(caller), now);
         let mut commit = Commit::default();
-        commit.insert(&agreement, request_id);
+        commit.insert(&agreement, request_key.as_deref());
         let event = self.agreement_event(Transition::Created, caller, &agreement, &membership, now);
         self.commit_audited(commit, event).await?;
         Ok(membership.view(Versioned { value: agreement, revision: 1 }, now))
@@ -354,7 +350,7 @@ impl Registry {
         if transition.needs_reason() {
             check_explanation("reason", reason, MAX_REASON_CHARS)?;
         }
-        let audited_reason: String = reason.chars().take(MAX_AUDITED_REASON_CHARS).collect();
+        let audited_reason = audited_reason(reason);
         let user = caller.user.clone().unwrap_or_default();
         let actor = Actor { agency: &caller.agency, credential: &caller.credential, user: &user };
         let mut attempts = 0;
@@ -384,7 +380,10 @@ impl Registry {
         }
     }
 
-    /// Edits a draft's terms (`edit` receives the current terms).
+    /// Edits a draft's terms (`edit` receives the current terms). The etag and the draft state
+    /// are checked before the terms, as AmendAgreement does: a stale read or a proposed agreement
+    /// takes no edit whatever its terms, and validating first would send the client to fix terms
+    /// that can never be accepted (or, on a stale read, were checked against the wrong draft).
     pub async fn update_agreement(
         &self,
         caller: &Caller,
@@ -395,9 +394,13 @@ impl Registry {
         if etag.is_empty() {
             return Err(Error::invalid("agreement.etag", "is required to edit a draft"));
         }
-        let (current, _) = self.get_agreement(caller, agreement_id).await?;
+        let (current, membership) = self.get_agreement(caller, agreement_id).await?;
+        check_etag(etag, &current, &current.value.name())?;
+        let now = now_micros();
+        self.require_acting_party(caller, &membership, current.value.terms(), now)?;
+        current.value.check_editable(now)?;
         let terms = edit(current.value.terms());
-        self.check_terms(&terms, now_micros()).await?;
+        self.check_terms(&terms, now).await?;
         let change = AgreementChange { transition: Transition::Updated, etag, reason: "" };
         self.act_on_agreement(caller, agreement_id, change, |agreement, _, _, now| {
             agreement.update_draft(terms.clone(), now)
@@ -451,8 +454,9 @@ impl Registry {
         if etag.is_empty() {
             return Err(Error::invalid("agreement.etag", "is required to amend: send the etag you read"));
         }
-        if let Some(id) = request_id
-            && let Some(receipt) = self.repo.get_by_request_id::<AmendmentReceipt>(id).await?
+        let request_key = request_key(caller, request_id);
+        if let Some(key) = &request_key
+            && let Some(receipt) = self.repo.get_by_request_id::<AmendmentReceipt>(key).await?
         {
             return self.amended_before(caller, agreement_id, &receipt.value).await;
         }
@@ -471,10 +475,10 @@ impl Registry {
         let version = agreement.amend(terms, change_note, &author(caller), now)?.clone();
         let mut commit = Commit::default();
         commit.update(&agreement, current.revision);
-        if let Some(id) = request_id {
+        if let Some(key) = &request_key {
             let receipt =
                 AmendmentReceipt { agreement_id: agreement.agreement_id.clone(), version: version.version };
-            commit.insert(&receipt, Some(id));
+            commit.insert(&receipt, Some(key));
         }
         let event = self.agreement_event(Transition::Amended, caller, &agreement, &membership, now);
         self.commit_audited(commit, event).await?;

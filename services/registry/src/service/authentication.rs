@@ -108,9 +108,8 @@ impl Registry {
                     let expires = updated.token_expiry(issued_at, ttl.as_secs() as i64);
                     Ok(self.issue(credential, agency_code, updated.roles(), issued_at, expires))
                 }
-                Verdict::Locked { .. } => Err(Error::Unauthenticated {
-                    reason: "CREDENTIAL_LOCKED",
-                    message: "too many failed attempts: the credential is locked for 10 minutes".into(),
+                Verdict::Locked { until_us } => Err(Error::CredentialLocked {
+                    retry_after: Duration::from_micros(u64::try_from(until_us - now).unwrap_or_default()),
                 }),
                 Verdict::CertificateMismatch { .. } => Err(Error::Unauthenticated {
                     reason: "CLIENT_CERTIFICATE_MISMATCH",

@@ -4,10 +4,10 @@ use interlock_api::audit::v1::Action;
 use interlock_auth::{Caller, Role};
 use interlock_rpc::now_micros;
 
-use super::require_role;
+use super::{request_key, require_role};
 use crate::Registry;
 use crate::domain::agency::agency_name;
-use crate::domain::center::{Center, CenterState, center_name};
+use crate::domain::center::{Center, CenterState, MembershipReceipt, center_name};
 use crate::error::{Error, Result};
 use crate::store::{Commit, Resource, Versioned};
 
@@ -25,13 +25,14 @@ impl Registry {
         request_id: Option<&str>,
     ) -> Result<Versioned<Center>> {
         require_role(caller, Role::CenterAdministrator)?;
-        if let Some(id) = request_id
-            && let Some(existing) = self.repo.get_by_request_id::<Center>(id).await?
+        let request_key = request_key(caller, request_id);
+        if let Some(key) = &request_key
+            && let Some(existing) = self.repo.get_by_request_id::<Center>(key).await?
         {
             return Ok(existing);
         }
         let mut commit = Commit::default();
-        commit.insert(&center, request_id);
+        commit.insert(&center, request_key.as_deref());
         let event = self
             .audit(&method("CreateCenter"), Action::Create, Some(caller))
             .resource(center.name(), vec![agency_name(crate::OPERATOR_AGENCY)]);
@@ -70,19 +71,39 @@ impl Registry {
         apply: impl Fn(&mut Center, i64) -> Result<()>,
         affected_agency: Option<&str>,
     ) -> Result<Versioned<Center>> {
+        self.change_center_with(caller, center_id, rpc, etag, apply, affected_agency, None).await
+    }
+
+    /// [`Self::change_center`], committing `receipt` (under its request key) with the change.
+    #[allow(clippy::too_many_arguments)]
+    async fn change_center_with(
+        &self,
+        caller: &Caller,
+        center_id: &str,
+        rpc: &str,
+        etag: &str,
+        apply: impl Fn(&mut Center, i64) -> Result<()>,
+        affected_agency: Option<&str>,
+        receipt: Option<(&MembershipReceipt, &str)>,
+    ) -> Result<Versioned<Center>> {
         require_role(caller, Role::CenterAdministrator)?;
         self.center(center_id).await?;
         let now = now_micros();
         // Joining or leaving changes which center agreements bind an agency: a privileged action
         // (ACTION_PRIVILEGED_ACTION names center membership), not a change of a user's roles.
         let action = if affected_agency.is_some() { Action::PrivilegedAction } else { Action::Update };
-        self.modify(
+        self.modify_with(
             &center_name(center_id),
             etag,
             |center: &mut Center| {
                 apply(center, now)?;
                 center.update_time_us = now;
                 Ok(())
+            },
+            |commit| {
+                if let Some((receipt, key)) = receipt {
+                    commit.insert(receipt, Some(key));
+                }
             },
             |center| {
                 let event = self
@@ -97,16 +118,33 @@ impl Registry {
         .await
     }
 
-    /// Adds a registered agency to a center from `join_time_us` (default now).
+    /// Adds a registered agency to a center from `join_time_us` (default now). A retry with the
+    /// same `request_id` returns the center as it is now instead of adding the agency again.
     pub async fn add_center_member(
         &self,
         caller: &Caller,
         center_id: &str,
         agency: &str,
         join_time_us: Option<i64>,
+        request_id: Option<&str>,
     ) -> Result<Versioned<Center>> {
+        require_role(caller, Role::CenterAdministrator)?;
+        let request_key = request_key(caller, request_id);
+        if let Some(key) = &request_key
+            && let Some(receipt) = self.repo.get_by_request_id::<MembershipReceipt>(key).await?
+        {
+            if (receipt.value.center_id.as_str(), receipt.value.agency.as_str()) != (center_id, agency) {
+                return Err(Error::invalid("request_id", "was already used to add another member"));
+            }
+            return self.center(center_id).await;
+        }
         self.agency(agency).await?;
-        self.change_center(
+        let receipt = MembershipReceipt {
+            receipt_id: super::new_id(),
+            center_id: center_id.to_owned(),
+            agency: agency.to_owned(),
+        };
+        self.change_center_with(
             caller,
             center_id,
             "AddCenterMember",
@@ -121,6 +159,7 @@ impl Registry {
                 })
             },
             Some(agency),
+            request_key.as_deref().map(|key| (&receipt, key)),
         )
         .await
     }

@@ -4,12 +4,13 @@ use interlock_api::audit::v1::Action;
 use interlock_auth::{Caller, Role, generate_secret};
 use interlock_rpc::{FieldViolations, now_micros};
 
-use super::{require_agency_admin, require_role};
+use super::{audited_reason, request_key, require_agency_admin, require_role};
 use crate::domain::agency::agency_name;
 use crate::domain::credential::{
     CLOCK_MARGIN_US, Credential, CredentialState, MAX_ROTATION_GRACE_US, credential_name, hex_hash,
     secret_prefix,
 };
+use crate::domain::{MAX_REASON_CHARS, check_explanation};
 use crate::error::{Error, Result};
 use crate::store::{Commit, Resource, Versioned};
 use crate::{OPERATOR_AGENCY, Registry};
@@ -28,7 +29,9 @@ fn method(name: &str) -> String {
 pub struct CredentialChange<'a> {
     pub rpc: &'a str,
     pub etag: &'a str,
-    pub reason: &'a str,
+    /// Why, for the changes whose request requires a reason (revoke, unlock); `None` for those
+    /// that take none.
+    pub reason: Option<&'a str>,
 }
 
 /// What a client asks for in a new credential.
@@ -66,8 +69,9 @@ impl Registry {
     ) -> Result<(Versioned<Credential>, String)> {
         let now = now_micros();
         self.authorize_issuing(caller, &new, now).await?;
-        if let Some(id) = request_id
-            && let Some(existing) = self.repo.get_by_request_id::<Credential>(id).await?
+        let request_key = request_key(caller, request_id);
+        if let Some(key) = &request_key
+            && let Some(existing) = self.repo.get_by_request_id::<Credential>(key).await?
         {
             return Ok((existing, String::new()));
         }
@@ -99,7 +103,7 @@ impl Registry {
             update_time_us: now,
         };
         let mut commit = Commit::default();
-        commit.insert(&credential, request_id);
+        commit.insert(&credential, request_key.as_deref());
         let event = self
             .audit(&method("CreateCredential"), Action::CredentialChange, Some(caller))
             .resource(credential.name(), vec![agency_name(&credential.agency)])
@@ -179,6 +183,10 @@ impl Registry {
         if !unlocking_as_center {
             require_agency_admin(caller, agency)?;
         }
+        if let Some(reason) = reason {
+            check_explanation("reason", reason, MAX_REASON_CHARS)?;
+        }
+        let audited_reason = audited_reason(reason.unwrap_or_default());
         self.modify(
             &credential_name(agency, id),
             etag,
@@ -189,7 +197,7 @@ impl Registry {
             |credential| {
                 self.audit(&method(rpc), Action::CredentialChange, Some(caller))
                     .resource(credential.name(), vec![agency_name(agency)])
-                    .detail("reason", reason)
+                    .detail("reason", audited_reason.as_str())
             },
         )
         .await
@@ -210,7 +218,7 @@ impl Registry {
             caller,
             agency,
             id,
-            CredentialChange { rpc: "UpdateCredential", etag, reason: "" },
+            CredentialChange { rpc: "UpdateCredential", etag, reason: None },
             |credential, now| {
                 let before = credential.clone();
                 if let Some(display_name) = &update.display_name {
@@ -294,7 +302,7 @@ impl Registry {
                 caller,
                 agency,
                 id,
-                CredentialChange { rpc: "RotateCredential", etag, reason: "" },
+                CredentialChange { rpc: "RotateCredential", etag, reason: None },
                 |credential, now| {
                     if credential.state(now) != CredentialState::Active {
                         return Err(Error::precondition(

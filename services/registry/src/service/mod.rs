@@ -46,7 +46,25 @@ impl Registry {
         &self,
         name: &str,
         etag: &str,
+        change: F,
+        audit: A,
+    ) -> Result<Versioned<T>>
+    where
+        T: Resource,
+        F: FnMut(&mut T) -> Result<()>,
+        A: Fn(&T) -> EventBuilder,
+    {
+        self.modify_with(name, etag, change, |_| {}, audit).await
+    }
+
+    /// [`Self::modify`], with `extra` adding writes that must land in the same transaction as
+    /// the change (a receipt for its request id).
+    pub(crate) async fn modify_with<T, F, A>(
+        &self,
+        name: &str,
+        etag: &str,
         mut change: F,
+        extra: impl Fn(&mut Commit),
         audit: A,
     ) -> Result<Versioned<T>>
     where
@@ -65,6 +83,7 @@ impl Registry {
             change(&mut value)?;
             let mut commit = Commit::default();
             commit.update(&value, current.revision);
+            extra(&mut commit);
             match self.commit_audited(commit, audit(&value)).await {
                 Ok(_) => return Ok(Versioned { value, revision: current.revision + 1 }),
                 Err(Error::Aborted(_)) if attempts < CONFLICT_RETRIES && etag.is_empty() => attempts += 1,
@@ -97,6 +116,24 @@ pub(crate) fn require_role(caller: &Caller, role: Role) -> Result<()> {
     } else {
         Err(Error::denied("MISSING_ROLE", format!("this needs a credential with {}", role.as_str())))
     }
+}
+
+/// The key a create's `request_id` is kept under: the caller's agency, then the id. Clients pick
+/// request ids, so two agencies may pick the same one (or one may copy another's from a log);
+/// scoped per agency, a retry finds only what its own agency created, and the id can never hand
+/// one agency a resource another created, nor block another agency's create.
+pub(crate) fn request_key(caller: &Caller, request_id: Option<&str>) -> Option<String> {
+    request_id.map(|id| format!("{}/{id}", caller.agency_name()))
+}
+
+/// Audit detail values hold at most 512 characters (longer ones would get the whole event
+/// rejected by the audit service): a longer reason is kept whole on the resource where the
+/// proto stores it, and cut for the audit event.
+const MAX_AUDITED_REASON_CHARS: usize = 512;
+
+/// `reason` as an audit event's `reason` detail can hold it.
+pub(crate) fn audited_reason(reason: &str) -> String {
+    reason.chars().take(MAX_AUDITED_REASON_CHARS).collect()
 }
 
 /// A short random identifier for server-named resources.

@@ -35,6 +35,8 @@ pub enum Kind {
     Agreement,
     /// Which version an AmendAgreement call with a `request_id` proposed.
     AmendmentReceipt,
+    /// Which membership an AddCenterMember call with a `request_id` opened.
+    MembershipReceipt,
 }
 
 impl Kind {
@@ -46,20 +48,29 @@ impl Kind {
             Kind::Center => "center",
             Kind::Agreement => "agreement",
             Kind::AmendmentReceipt => "amendment_receipt",
+            Kind::MembershipReceipt => "membership_receipt",
         }
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [Kind::Agency, Kind::User, Kind::Credential, Kind::Center, Kind::Agreement, Kind::AmendmentReceipt]
-            .into_iter()
-            .find(|kind| kind.as_str() == value)
+        [
+            Kind::Agency,
+            Kind::User,
+            Kind::Credential,
+            Kind::Center,
+            Kind::Agreement,
+            Kind::AmendmentReceipt,
+            Kind::MembershipReceipt,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == value)
     }
 
     /// Whether writes of this kind go to the change feed. A receipt changes nothing a watcher
     /// follows (the agreement it points at has a change row of its own), and replicas from before
     /// receipts existed would take an unknown kind in the feed for corrupt data.
     pub fn is_watched(self) -> bool {
-        self != Kind::AmendmentReceipt
+        !matches!(self, Kind::AmendmentReceipt | Kind::MembershipReceipt)
     }
 }
 
