@@ -837,6 +837,12 @@ async fn a_retried_member_addition_adds_the_member_once() {
         let first = centers.add_center_member(add("DEA")).await.unwrap().into_inner().member.unwrap();
         let retried = centers.add_center_member(add("DEA")).await.unwrap().into_inner().member.unwrap();
         assert_eq!(retried, first, "the retry returns the membership the first call opened");
+        // Another call (no request id) adding a current member is refused with the proto's reason.
+        let again = centers
+            .add_center_member(AddCenterMemberRequest { request_id: String::new(), ..add("DEA") })
+            .await
+            .unwrap_err();
+        assert_eq!((again.code(), reason(&again).as_str()), (Code::AlreadyExists, "ALREADY_A_MEMBER"));
 
         centers
             .remove_center_member(RemoveCenterMemberRequest {

@@ -154,7 +154,7 @@ impl Registry {
                     return Err(Error::precondition("CENTER_SUSPENDED", "the center is suspended"));
                 }
                 center.add_member(agency, join_time_us.unwrap_or(now), now).map_err(|why| Error::Conflict {
-                    reason: "ALREADY_MEMBER",
+                    reason: "ALREADY_A_MEMBER",
                     message: format!("{agency}: {why}"),
                 })
             },
