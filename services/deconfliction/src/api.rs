@@ -1145,19 +1145,11 @@ impl DeconflictionService for DeconflictionApi {
 /// What a dry-run hit would look like as a conflict, without storing one.
 fn preview_conflict(registration: &Registration, hit: &crate::domain::index::Hit, now: i64) -> Conflict {
     use crate::domain::conflict::{Escalation, Party, StoredMatch};
-    let party = |r: &Registration| Party {
-        agency: r.agency.clone(),
-        registration_id: r.id,
-        number: r.number.clone(),
-        kind: r.kind,
-        acknowledge_time_us: None,
-        acknowledged_by: String::new(),
-    };
     Conflict {
         id: 0,
         number: String::new(),
         source: 0,
-        parties: [party(&hit.other), party(registration)],
+        parties: [Party::unacknowledged(&hit.other), Party::unacknowledged(registration)],
         matches: hit.matches.iter().map(StoredMatch::from).collect(),
         outcome: None,
         escalation: Escalation::NotEscalated,

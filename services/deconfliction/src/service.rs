@@ -255,14 +255,6 @@ impl Deconfliction {
     }
 
     fn new_conflict(&self, registration: &Registration, hit: &Hit, now: i64) -> Conflict {
-        let party = |r: &Registration| Party {
-            agency: r.agency.clone(),
-            registration_id: r.id,
-            number: r.number.clone(),
-            kind: r.kind,
-            acknowledge_time_us: None,
-            acknowledged_by: String::new(),
-        };
         let source = match registration.kind {
             Kind::Target => pb::ConflictSource::Target,
             Kind::Operation => pb::ConflictSource::Operation,
@@ -272,7 +264,7 @@ impl Deconfliction {
             id: 0,
             number: String::new(),
             source: source as i32,
-            parties: [party(&hit.other), party(registration)],
+            parties: [Party::unacknowledged(&hit.other), Party::unacknowledged(registration)],
             matches: hit.matches.iter().map(StoredMatch::from).collect(),
             outcome: None,
             escalation: Escalation::NotEscalated,

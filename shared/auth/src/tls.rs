@@ -25,7 +25,7 @@ pub fn peer_certificate_sha256<T>(request: &tonic::Request<T>) -> Option<String>
     let chain = request.peer_certs()?;
     // rustls hands over the chain as sent: the client's own certificate first.
     let leaf = chain.first()?;
-    Some(Sha256::digest(leaf.as_ref()).iter().map(|byte| format!("{byte:02x}")).collect())
+    Some(hex::encode(Sha256::digest(leaf.as_ref())))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use interlock_rpc::FieldViolations;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::index::Match;
-use crate::domain::registration::{Hash32, Kind};
+use crate::domain::registration::{Hash32, Kind, Registration};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Party {
@@ -15,6 +15,20 @@ pub struct Party {
     pub kind: Kind,
     pub acknowledge_time_us: Option<i64>,
     pub acknowledged_by: String,
+}
+
+impl Party {
+    /// `registration`'s side of a conflict just found: nobody has acknowledged it yet.
+    pub fn unacknowledged(registration: &Registration) -> Self {
+        Self {
+            agency: registration.agency.clone(),
+            registration_id: registration.id,
+            number: registration.number.clone(),
+            kind: registration.kind,
+            acknowledge_time_us: None,
+            acknowledged_by: String::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

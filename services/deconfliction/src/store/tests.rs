@@ -104,19 +104,11 @@ fn new(registration: Registration) -> RegistrationWrite {
 /// A conflict between the stored `earlier` and the registration being written (party 1, filled
 /// in on commit), on the same phone.
 fn conflict_with(earlier: &Registration, newer: &Registration) -> Conflict {
-    let party = |r: &Registration| Party {
-        agency: r.agency.clone(),
-        registration_id: r.id,
-        number: r.number.clone(),
-        kind: r.kind,
-        acknowledge_time_us: None,
-        acknowledged_by: String::new(),
-    };
     Conflict {
         id: 0,
         number: String::new(),
         source: ConflictSource::Target as i32,
-        parties: [party(earlier), party(newer)],
+        parties: [Party::unacknowledged(earlier), Party::unacknowledged(newer)],
         matches: vec![StoredMatch::Selector { kind: SelectorKind::Phone as i32, digest: Hash32([7; 32]) }],
         outcome: None,
         escalation: Escalation::NotEscalated,
