@@ -333,19 +333,16 @@ impl Deconfliction {
                 time_us: now,
             })
             .collect();
-        let mut audit = vec![
-            self.audit(method, Action::DeconflictionCheck, caller)
-                .detail("hits", hits.len().to_string())
-                .encode(),
-        ];
+        // One event per check, naming every registration it matched (owners: their agencies, so
+        // each side finds the check in its log): a dry run stores no conflict to audit apart.
+        let mut event = self
+            .audit(method, Action::DeconflictionCheck, caller)
+            .detail("hits", hits.len().to_string())
+            .detail("validate_only", "true");
         for hit in hits {
-            audit.push(
-                self.audit(method, Action::DeconflictionHit, caller)
-                    .resource(hit.other.number.clone(), vec![format!("agencies/{}", hit.other.agency)])
-                    .detail("validate_only", "true")
-                    .encode(),
-            );
+            event = event.resource(hit.other.number.clone(), vec![format!("agencies/{}", hit.other.agency)]);
         }
+        let audit = vec![event.encode()];
         let record = CheckRecord { agency: caller.agency.clone(), time_us: now, events, audit };
         self.checks.commit(record).await.map_err(|error| match error {
             GroupCommitError::Failed(error) => Error::GroupCommit(error),

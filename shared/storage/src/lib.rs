@@ -83,7 +83,7 @@ impl Database {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
-                .pragma("mmap_size", "268435456")
+                .pragma("mmap_size", "0")
                 // A transaction's dirty pages must fit the page cache, or SQLite spills them to the
                 // WAL mid-transaction and reads them back (the default 2 MiB overflows with one
                 // batch of a few thousand rows). 64 MiB per connection, taken only as pages are

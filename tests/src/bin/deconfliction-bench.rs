@@ -351,6 +351,31 @@ fn load_average() -> String {
         .unwrap_or_default()
 }
 
+/// The process's CPU time and the machine's steal time (what the hypervisor gave other guests), in
+/// seconds: per call, CPU time is steadier than calls/s on a shared VM, and steal says when the
+/// machine itself was busy elsewhere.
+#[derive(Clone, Copy)]
+struct CpuClock {
+    process: f64,
+    steal: f64,
+}
+
+impl CpuClock {
+    /// /proc reports both in USER_HZ, 100 on Linux.
+    fn now() -> Self {
+        let ticks = |text: &str, skip: usize, take: usize| -> f64 {
+            text.split_whitespace().skip(skip).take(take).filter_map(|t| t.parse::<f64>().ok()).sum::<f64>()
+                / 100.0
+        };
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+        let process = stat.rsplit_once(')').map_or(0.0, |(_, rest)| ticks(rest, 11, 2));
+        let machine = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let steal = machine.lines().next().map_or(0.0, |cpu| ticks(cpu, 8, 1));
+        Self { process, steal }
+    }
+}
+
 /// A tiny xorshift generator: the bench needs spread, not quality.
 struct Rng(u64);
 
@@ -369,7 +394,7 @@ struct Outcome {
     errors: u64,
 }
 
-fn report(label: &str, seconds: f64, outcomes: Vec<Outcome>) {
+fn report(label: &str, seconds: f64, outcomes: Vec<Outcome>, cpu: (CpuClock, CpuClock)) {
     let mut latencies: Vec<u32> = outcomes.iter().flat_map(|o| o.latencies_us.iter().copied()).collect();
     let hits: u64 = outcomes.iter().map(|o| o.hits).sum();
     let errors: u64 = outcomes.iter().map(|o| o.errors).sum();
@@ -383,26 +408,33 @@ fn report(label: &str, seconds: f64, outcomes: Vec<Outcome>) {
     };
     println!(
         "{label}: {} calls in {seconds:.1} s = {:.0}/s; p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
-         {hits} with conflicts, {errors} errors; load average {}",
+         {hits} with conflicts, {errors} errors; CPU {:.1} µs/call, steal {:.0} % of 2 cores; load average {}",
         latencies.len(),
         latencies.len() as f64 / seconds,
         at(0.50),
         at(0.95),
         at(0.99),
         at(1.0),
+        (cpu.1.process - cpu.0.process) * 1e6 / latencies.len().max(1) as f64,
+        (cpu.1.steal - cpu.0.steal) * 100.0 / (2.0 * seconds),
         load_average()
     );
 }
 
 /// Runs `clients` tasks calling `call` until `duration` has passed; returns the outcomes and the
 /// elapsed seconds.
-async fn drive<C, F, Fut>(clients: Vec<C>, duration: Duration, call: F) -> (f64, Vec<Outcome>)
+async fn drive<C, F, Fut>(
+    clients: Vec<C>,
+    duration: Duration,
+    call: F,
+) -> (f64, Vec<Outcome>, (CpuClock, CpuClock))
 where
     C: Send + 'static,
     F: Fn(C, u64) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = (C, Result<bool, tonic::Status>)> + Send,
 {
     let started = Instant::now();
+    let cpu_before = CpuClock::now();
     let deadline = started + duration;
     let tasks: Vec<_> = clients
         .into_iter()
@@ -439,7 +471,7 @@ where
     for task in tasks {
         outcomes.push(task.await.expect("bench task"));
     }
-    (started.elapsed().as_secs_f64(), outcomes)
+    (started.elapsed().as_secs_f64(), outcomes, (cpu_before, CpuClock::now()))
 }
 
 async fn connections(url: &str, count: usize) -> anyhow::Result<Vec<Channel>> {
@@ -552,23 +584,25 @@ async fn main() -> anyhow::Result<()> {
         (client, result)
     };
     drive(clients(args.clients), warm, check).await;
-    let (seconds, outcomes) = drive(clients(args.clients), Duration::from_secs(args.seconds), check).await;
+    let (seconds, outcomes, cpu) =
+        drive(clients(args.clients), Duration::from_secs(args.seconds), check).await;
     let checks_per_second = outcomes.iter().map(|o| o.latencies_us.len()).sum::<usize>() as f64 / seconds;
-    report("CheckCase(validate_only)", seconds, outcomes);
+    report("CheckCase(validate_only)", seconds, outcomes, cpu);
 
     let health: Vec<_> =
         (0..args.clients).map(|i| HealthClient::new(channels[i % channels.len()].clone())).collect();
-    let (seconds, outcomes) = drive(health, Duration::from_secs(args.seconds), |mut client, _| async move {
-        let result = client.check(HealthCheckRequest { service: String::new() }).await.map(|_| false);
-        (client, result)
-    })
-    .await;
+    let (seconds, outcomes, cpu) =
+        drive(health, Duration::from_secs(args.seconds), |mut client, _| async move {
+            let result = client.check(HealthCheckRequest { service: String::new() }).await.map(|_| false);
+            (client, result)
+        })
+        .await;
     let echo_per_second = outcomes.iter().map(|o| o.latencies_us.len()).sum::<usize>() as f64 / seconds;
-    report("bare unary (health Check, same server and clients)", seconds, outcomes);
+    report("bare unary (health Check, same server and clients)", seconds, outcomes, cpu);
     println!("checks / bare unary: {:.2}", checks_per_second / echo_per_second);
 
     let sequence = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (seconds, outcomes) =
+    let (seconds, outcomes, cpu) =
         drive(clients(args.clients), Duration::from_secs(args.register_seconds), move |mut client, _| {
             let sequence = sequence.clone();
             async move {
@@ -584,7 +618,7 @@ async fn main() -> anyhow::Result<()> {
             }
         })
         .await;
-    report("CreateTarget", seconds, outcomes);
+    report("CreateTarget", seconds, outcomes, cpu);
     drop(deconfliction);
     drop(registry);
     Ok(())

@@ -481,7 +481,11 @@ async fn every_notification_delivered_is_audited_before_it_is_sent() {
         let mut escalations =
             desk.watch_escalations(WatchEscalationsRequest::default()).await.unwrap().into_inner();
 
-        create_target(&mut dea, target("DEA-5", vec![phone("2145550155")], vec![])).await;
+        let dea_number = create_target(&mut dea, target("DEA-5", vec![phone("2145550155")], vec![]))
+            .await
+            .target
+            .unwrap()
+            .deconfliction_number;
         let hit = create_target(&mut ice, target("ICE-5", vec![phone("214-555-0155")], vec![])).await;
         let conflict_name = hit.conflicts[0].name.clone();
         let detected = watch.message().await.unwrap().unwrap();
@@ -526,6 +530,18 @@ async fn every_notification_delivered_is_audited_before_it_is_sent() {
             delivery(&events, "WatchConflicts", checked.sequence).expect("the check notice is audited");
         assert_eq!(audited.details["event_type"], "CONFLICT_EVENT_TYPE_CHECK_HIT");
         assert!(audited.resources.is_empty(), "a check hit names no conflict");
+        // The check itself: one event naming the registration it matched, owned by DEA.
+        let check = events
+            .iter()
+            .find(|event| {
+                event.action == Action::DeconflictionCheck as i32 && event.actor_agency == "agencies/ICE"
+            })
+            .expect("the dry run is audited");
+        assert_eq!(check.method, "/interlock.deconfliction.v1.DeconflictionService/CheckCase");
+        assert_eq!((check.details["hits"].as_str(), check.details["validate_only"].as_str()), ("1", "true"));
+        let matched: Vec<(&str, &[String])> =
+            check.resources.iter().map(|r| (r.resource.as_str(), r.owners.as_slice())).collect();
+        assert_eq!(matched, [(dea_number.as_str(), &["agencies/DEA".to_owned()][..])]);
 
         // The watch desk's escalation: audited under the desk's caller, for deconfliction.
         let escalated = tokio::time::timeout(Duration::from_secs(10), escalations.message())

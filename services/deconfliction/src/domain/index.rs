@@ -2,7 +2,6 @@
 //! date-of-birth digest, operations in an R*-tree over their bounding boxes. Every replica
 //! builds it from the database at start-up and follows the change feed, so checks never scan.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use interlock_selectors::{MatchBasis, match_persons};
@@ -13,6 +12,11 @@ use crate::domain::geo::Proximity;
 use crate::domain::registration::{Hash32, Kind, Registration};
 
 type OperationBox = GeomWithData<Rectangle<[f64; 2]>, i64>;
+
+/// The index's maps hash with foldhash: every check makes a few lookups in maps of up to tens of
+/// millions of entries, where SipHash showed in profiles. It is seeded per process, so keys an
+/// agency chooses (pre-digested selectors) cannot be aimed at one bucket in advance.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Why two registrations conflict.
 #[derive(Clone, Debug, PartialEq)]
@@ -151,7 +155,7 @@ impl MatchIndex {
     /// conflict with targets and operations: two agencies' records sharing a phone is what
     /// search is for, not an alarm.
     pub fn conflicts(&self, checked: &Registration, person_threshold: f32, now_us: i64) -> Vec<Hit> {
-        let mut hits: HashMap<i64, Vec<Match>> = HashMap::new();
+        let mut hits: HashMap<i64, Vec<Match>> = HashMap::default();
         let eligible = |other: &Registration| {
             other.agency != checked.agency
                 && other.is_live(now_us)

@@ -31,14 +31,18 @@ const REGISTRATION: &str = "SELECT doc, revision FROM registrations";
 const CONFLICT: &str = "SELECT doc, revision FROM conflicts";
 
 macro_rules! sql_store {
-    ($store:ident, $pool:ty, $begin:expr) => {
+    ($store:ident, $pool:ty, $begin:expr, $writer:expr, $feed:expr) => {
         pub struct $store {
             pool: $pool,
+            /// What write transactions run on (see `sqlite_writer`).
+            writer: $pool,
+            /// What the index feed is read on (see `sqlite_feed`).
+            feed: $pool,
         }
 
         impl $store {
             pub fn new(pool: $pool) -> Self {
-                Self { pool }
+                Self { writer: $writer(&pool), feed: $feed(&pool), pool }
             }
 
             async fn registrations_where(&self, clause: &str, binds: &[&str], ints: &[i64]) -> Result<Vec<(Registration, i64)>> {
@@ -130,7 +134,7 @@ macro_rules! sql_store {
                 )
                 .bind(revision)
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&self.feed)
                 .await?;
                 rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
             }
@@ -140,7 +144,7 @@ macro_rules! sql_store {
             }
 
             async fn next_number(&self, year: i32) -> Result<String> {
-                let mut tx = $begin(&self.pool).await?;
+                let mut tx = $begin(&self.writer).await?;
                 let value = next_counter(&mut tx, &format!("DX-{year}")).await?;
                 tx.commit().await?;
                 Ok(format!("DX-{year}-{value:06}"))
@@ -154,7 +158,7 @@ macro_rules! sql_store {
                 audit: Vec<(String, Vec<u8>)>,
             ) -> Result<Committed> {
                 let now = interlock_rpc::now_micros();
-                let mut tx = $begin(&self.pool).await?;
+                let mut tx = $begin(&self.writer).await?;
                 let latest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM index_changes")
                     .fetch_one(&mut *tx)
                     .await?;
@@ -263,7 +267,7 @@ macro_rules! sql_store {
                 events: Vec<Event>,
                 audit: Vec<(String, Vec<u8>)>,
             ) -> Result<i64> {
-                let mut tx = $begin(&self.pool).await?;
+                let mut tx = $begin(&self.writer).await?;
                 let updated = sqlx::query(
                     "UPDATE conflicts SET doc = $1, escalation_due_us = $2, revision = revision + 1 WHERE id = $3 AND revision = $4",
                 )
@@ -289,7 +293,7 @@ macro_rules! sql_store {
                 if checks.is_empty() {
                     return Ok(());
                 }
-                let mut tx = $begin(&self.pool).await?;
+                let mut tx = $begin(&self.writer).await?;
                 insert_checks(&mut tx, &checks).await?;
                 let events: Vec<&Event> = checks.iter().flat_map(|check| &check.events).collect();
                 insert_events(&mut tx, &events).await?;
@@ -300,7 +304,7 @@ macro_rules! sql_store {
             }
 
             async fn record_audit(&self, audit: Vec<(String, Vec<u8>)>) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = $begin(&self.writer).await?;
                 insert_audit(&mut tx, &audit).await?;
                 tx.commit().await?;
                 Ok(())
@@ -501,16 +505,34 @@ async fn begin_postgres(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx
     Ok(tx)
 }
 
+/// SQLite lets one connection write at a time, and a connection that did not make the last
+/// commit must drop its page cache before its next transaction: every write transaction (the
+/// check recorder's group commits, thousands a minute) runs on one dedicated connection, whose
+/// cache stays valid, and waits for it in the pool rather than in SQLite's busy handler.
+fn sqlite_writer(pool: &SqlitePool) -> SqlitePool {
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(pool.connect_options().as_ref().clone())
+}
+
+/// Every check first reads the index feed (see `Deconfliction::catch_up`), and a connection that
+/// did not make the last commit starts by emptying its page cache, at a cost that grows with the
+/// pages it holds: the feed is read on its own connection with a small cache.
+fn sqlite_feed(pool: &SqlitePool) -> SqlitePool {
+    let options = pool.connect_options().as_ref().clone().pragma("cache_size", "-1024");
+    sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_lazy_with(options)
+}
+
 mod sqlite_store {
     use super::sqlite_helpers::{insert_audit, insert_checks, insert_event, insert_events, next_counter};
     use super::*;
-    sql_store!(SqliteStore, SqlitePool, begin_sqlite);
+    sql_store!(SqliteStore, SqlitePool, begin_sqlite, sqlite_writer, sqlite_feed);
 }
 
 mod postgres_store {
     use super::postgres_helpers::{insert_audit, insert_checks, insert_event, insert_events, next_counter};
     use super::*;
-    sql_store!(PostgresStore, PgPool, begin_postgres);
+    sql_store!(PostgresStore, PgPool, begin_postgres, PgPool::clone, PgPool::clone);
 }
 
 pub use postgres_store::PostgresStore;
