@@ -127,6 +127,15 @@ impl Database {
     }
 }
 
+/// A pool of one connection on the same SQLite file, for a store's write transactions. SQLite lets
+/// one connection write at a time, and a connection that did not make the last commit empties its
+/// page cache before its next transaction: writes spread over a pool lose the cache (and re-read
+/// the index pages they change) on every commit, and wait for each other in SQLite's busy handler.
+/// On one connection the cache stays valid and writers queue in the pool.
+pub fn sqlite_writer(pool: &SqlitePool) -> SqlitePool {
+    SqlitePoolOptions::new().max_connections(1).connect_lazy_with(pool.connect_options().as_ref().clone())
+}
+
 async fn create_postgres_database_if_missing(options: &PgConnectOptions) -> Result<(), sqlx::Error> {
     let Some(name) = options.get_database().map(str::to_owned) else { return Ok(()) };
     let mut admin = options.clone().database("postgres").connect().await?;

@@ -36,54 +36,51 @@ pub struct Hit {
     pub matches: Vec<Match>,
 }
 
-/// The registrations holding one selector. Nearly every selector is held by one registration,
-/// so that case is kept inline: at ten million selectors a `Vec` per entry would add a heap
-/// allocation (~48 bytes with the allocator's overhead) each.
+/// The registrations holding one selector, held directly so a check reaches each candidate
+/// without a second lookup by id (at ten million selectors every lookup is a cache miss). Nearly
+/// every selector is held by one registration, so that case is kept inline: a `Vec` per entry
+/// would add a heap allocation each.
 #[derive(Clone, Debug)]
-enum Ids {
-    One(i64),
-    Many(Vec<i64>),
+enum Holders {
+    One(Arc<Registration>),
+    Many(Vec<Arc<Registration>>),
 }
 
-impl Ids {
-    fn as_slice(&self) -> &[i64] {
+impl Holders {
+    fn as_slice(&self) -> &[Arc<Registration>] {
         match self {
-            Ids::One(id) => std::slice::from_ref(id),
-            Ids::Many(ids) => ids,
+            Holders::One(registration) => std::slice::from_ref(registration),
+            Holders::Many(registrations) => registrations,
         }
     }
 
-    fn push(&mut self, id: i64) {
+    fn push(&mut self, registration: Arc<Registration>) {
         match self {
-            Ids::One(first) => *self = Ids::Many(vec![*first, id]),
-            Ids::Many(ids) => ids.push(id),
+            Holders::One(first) => *self = Holders::Many(vec![first.clone(), registration]),
+            Holders::Many(registrations) => registrations.push(registration),
         }
     }
 
-    /// Removes `id`; false when none is left.
+    /// Removes registration `id`; false when none is left.
     fn remove(&mut self, id: i64) -> bool {
         match self {
-            Ids::One(only) => *only != id,
-            Ids::Many(ids) => {
-                ids.retain(|other| *other != id);
-                if let [last] = ids.as_slice() {
-                    *self = Ids::One(*last);
+            Holders::One(only) => only.id != id,
+            Holders::Many(registrations) => {
+                registrations.retain(|other| other.id != id);
+                if let [last] = registrations.as_slice() {
+                    *self = Holders::One(last.clone());
                 }
-                !ids_empty(self)
+                !matches!(self, Holders::Many(left) if left.is_empty())
             }
         }
     }
 }
 
-fn ids_empty(ids: &Ids) -> bool {
-    matches!(ids, Ids::Many(ids) if ids.is_empty())
-}
-
 #[derive(Default)]
 pub struct MatchIndex {
     registrations: HashMap<i64, Arc<Registration>>,
-    selectors: HashMap<(i32, Hash32), Ids>,
-    persons_by_birth_date: HashMap<Hash32, Vec<i64>>,
+    selectors: HashMap<(i32, Hash32), Holders>,
+    persons_by_birth_date: HashMap<Hash32, Vec<Arc<Registration>>>,
     operations: RTree<OperationBox>,
 }
 
@@ -103,44 +100,44 @@ impl MatchIndex {
     /// Adds or replaces a registration.
     pub fn upsert(&mut self, registration: Registration) {
         self.remove(registration.id);
-        let id = registration.id;
+        let registration = Arc::new(registration);
         for selector in registration.all_selectors() {
             self.selectors
                 .entry((selector.kind, selector.digest))
-                .and_modify(|ids| ids.push(id))
-                .or_insert(Ids::One(id));
+                .and_modify(|holders| holders.push(registration.clone()))
+                .or_insert_with(|| Holders::One(registration.clone()));
         }
         for person in &registration.persons {
             if let Some(birth_date) = person.birth_date {
-                let ids = self.persons_by_birth_date.entry(birth_date).or_default();
-                if !ids.contains(&id) {
-                    ids.push(id);
+                let holders = self.persons_by_birth_date.entry(birth_date).or_default();
+                if !holders.iter().any(|other| other.id == registration.id) {
+                    holders.push(registration.clone());
                 }
             }
         }
         if let Some(operation) = &registration.operation {
             let (min, max) = operation.footprint.bounding_box();
-            self.operations.insert(GeomWithData::new(Rectangle::from_corners(min, max), id));
+            self.operations.insert(GeomWithData::new(Rectangle::from_corners(min, max), registration.id));
         }
-        self.registrations.insert(id, Arc::new(registration));
+        self.registrations.insert(registration.id, registration);
     }
 
     pub fn remove(&mut self, id: i64) {
         let Some(old) = self.registrations.remove(&id) else { return };
         for selector in old.all_selectors() {
             let key = (selector.kind, selector.digest);
-            if let Some(ids) = self.selectors.get_mut(&key)
-                && !ids.remove(id)
+            if let Some(holders) = self.selectors.get_mut(&key)
+                && !holders.remove(id)
             {
                 self.selectors.remove(&key);
             }
         }
         for person in &old.persons {
             if let Some(birth_date) = person.birth_date
-                && let Some(ids) = self.persons_by_birth_date.get_mut(&birth_date)
+                && let Some(holders) = self.persons_by_birth_date.get_mut(&birth_date)
             {
-                ids.retain(|other| *other != id);
-                if ids.is_empty() {
+                holders.retain(|other| other.id != id);
+                if holders.is_empty() {
                     self.persons_by_birth_date.remove(&birth_date);
                 }
             }
@@ -155,29 +152,32 @@ impl MatchIndex {
     /// conflict with targets and operations: two agencies' records sharing a phone is what
     /// search is for, not an alarm.
     pub fn conflicts(&self, checked: &Registration, person_threshold: f32, now_us: i64) -> Vec<Hit> {
-        let mut hits: HashMap<i64, Vec<Match>> = HashMap::default();
+        let mut hits: HashMap<i64, Hit> = HashMap::default();
+        let mut hit = |other: &Arc<Registration>, found: Match| {
+            hits.entry(other.id)
+                .or_insert_with(|| Hit { other: other.clone(), matches: Vec::new() })
+                .matches
+                .push(found);
+        };
         let eligible = |other: &Registration| {
             other.agency != checked.agency
                 && other.is_live(now_us)
                 && !(other.kind == Kind::Record && checked.kind == Kind::Record)
         };
         for selector in checked.all_selectors() {
-            let ids = self.selectors.get(&(selector.kind, selector.digest)).map_or(&[][..], Ids::as_slice);
-            for id in ids {
-                if self.registrations.get(id).is_some_and(|other| eligible(other)) {
-                    hits.entry(*id)
-                        .or_default()
-                        .push(Match::Selector { kind: selector.kind, digest: selector.digest });
-                }
+            let holders =
+                self.selectors.get(&(selector.kind, selector.digest)).map_or(&[][..], Holders::as_slice);
+            for other in holders.iter().filter(|other| eligible(other)) {
+                hit(other, Match::Selector { kind: selector.kind, digest: selector.digest });
             }
         }
         for person in &checked.persons {
             let Some(birth_date) = person.birth_date else { continue };
             let keys = person.keys();
-            for id in self.persons_by_birth_date.get(&birth_date).into_iter().flatten() {
-                let Some(other) = self.registrations.get(id).filter(|other| eligible(other)) else {
+            for other in self.persons_by_birth_date.get(&birth_date).into_iter().flatten() {
+                if !eligible(other) {
                     continue;
-                };
+                }
                 let best = other
                     .persons
                     .iter()
@@ -185,12 +185,15 @@ impl MatchIndex {
                     .filter(|found| found.is_conflict(person_threshold))
                     .max_by(|a, b| a.score.total_cmp(&b.score));
                 if let Some(found) = best {
-                    hits.entry(*id).or_default().push(Match::Person {
-                        score: found.score,
-                        bases: found.bases,
-                        reason: found.reason,
-                        own_person_id: person.id.clone(),
-                    });
+                    hit(
+                        other,
+                        Match::Person {
+                            score: found.score,
+                            bases: found.bases,
+                            reason: found.reason,
+                            own_person_id: person.id.clone(),
+                        },
+                    );
                 }
             }
         }
@@ -203,16 +206,11 @@ impl MatchIndex {
                 };
                 let Some(theirs) = &other.operation else { continue };
                 if let Some(proximity) = operation.footprint.collides_with(&theirs.footprint) {
-                    hits.entry(candidate.data).or_default().push(Match::Proximity(proximity));
+                    hit(other, Match::Proximity(proximity));
                 }
             }
         }
-        let mut hits: Vec<Hit> = hits
-            .into_iter()
-            .filter_map(|(id, matches)| {
-                self.registrations.get(&id).map(|other| Hit { other: other.clone(), matches })
-            })
-            .collect();
+        let mut hits: Vec<Hit> = hits.into_values().collect();
         hits.sort_by(|a, b| a.other.number.cmp(&b.other.number));
         hits
     }

@@ -34,7 +34,7 @@ macro_rules! sql_store {
     ($store:ident, $pool:ty, $begin:expr, $writer:expr, $feed:expr) => {
         pub struct $store {
             pool: $pool,
-            /// What write transactions run on (see `sqlite_writer`).
+            /// What write transactions run on (see `interlock_storage::sqlite_writer`).
             writer: $pool,
             /// What the index feed is read on (see `sqlite_feed`).
             feed: $pool,
@@ -505,16 +505,6 @@ async fn begin_postgres(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx
     Ok(tx)
 }
 
-/// SQLite lets one connection write at a time, and a connection that did not make the last
-/// commit must drop its page cache before its next transaction: every write transaction (the
-/// check recorder's group commits, thousands a minute) runs on one dedicated connection, whose
-/// cache stays valid, and waits for it in the pool rather than in SQLite's busy handler.
-fn sqlite_writer(pool: &SqlitePool) -> SqlitePool {
-    sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_lazy_with(pool.connect_options().as_ref().clone())
-}
-
 /// Every check first reads the index feed (see `Deconfliction::catch_up`), and a connection that
 /// did not make the last commit starts by emptying its page cache, at a cost that grows with the
 /// pages it holds: the feed is read on its own connection with a small cache.
@@ -526,7 +516,7 @@ fn sqlite_feed(pool: &SqlitePool) -> SqlitePool {
 mod sqlite_store {
     use super::sqlite_helpers::{insert_audit, insert_checks, insert_event, insert_events, next_counter};
     use super::*;
-    sql_store!(SqliteStore, SqlitePool, begin_sqlite, sqlite_writer, sqlite_feed);
+    sql_store!(SqliteStore, SqlitePool, begin_sqlite, interlock_storage::sqlite_writer, sqlite_feed);
 }
 
 mod postgres_store {

@@ -146,14 +146,16 @@ const VERSION_COLUMNS: &str = "SELECT v.version, v.change, \
      FROM record_versions v JOIN records r ON r.id = v.record_id";
 
 macro_rules! sql_store {
-    ($store:ident, $pool:ty, $db:ty, $begin:expr, $text:expr, $placeholders:expr) => {
+    ($store:ident, $pool:ty, $db:ty, $begin:expr, $writer:expr, $text:expr, $placeholders:expr) => {
         pub struct $store {
             pool: $pool,
+            /// What write transactions run on (see `interlock_storage::sqlite_writer`).
+            writer: $pool,
         }
 
         impl $store {
             pub fn new(pool: $pool) -> Self {
-                Self { pool }
+                Self { writer: $writer(&pool), pool }
             }
 
             fn record(row: &<$db as sqlx::Database>::Row) -> Result<StoredRecord> {
@@ -262,7 +264,7 @@ macro_rules! sql_store {
             async fn write(&self, batch: WriteBatch) -> Result<Vec<Option<i64>>> {
                 let WriteBatch { writes, ingest, request, now_us: now, audit } = batch;
                 let writes = &writes;
-                let mut tx = $begin(&self.pool).await?;
+                let mut tx = $begin(&self.writer).await?;
                 let mut results: Vec<Option<i64>> = vec![None; writes.len()];
                 // The record seq of each successful write, for its index rows.
                 let mut seqs: Vec<Option<i64>> = vec![None; writes.len()];
@@ -607,7 +609,7 @@ macro_rules! sql_store {
             }
 
             async fn record_reads(&self, reads: Vec<ReadRecord>) -> Result<()> {
-                let mut tx = $begin(&self.pool).await?;
+                let mut tx = $begin(&self.writer).await?;
                 let events: Vec<&(String, Vec<u8>)> = reads.iter().flat_map(|r| &r.audit_events).collect();
                 Self::queue_audit_events(&mut tx, &events).await?;
                 let notifications: Vec<&Notification> = reads.iter().flat_map(|r| &r.notifications).collect();
@@ -722,7 +724,7 @@ macro_rules! sql_store {
             }
 
             async fn purge(&self, ids: &[String], audit_events: Vec<(String, Vec<u8>)>) -> Result<()> {
-                let mut tx = $begin(&self.pool).await?;
+                let mut tx = $begin(&self.writer).await?;
                 for id in ids {
                     let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM records WHERE id = $1")
                         .bind(id)
@@ -788,7 +790,7 @@ macro_rules! sql_store {
             }
 
             async fn remove_deconfliction(&self, sequences: &[i64]) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = $begin(&self.writer).await?;
                 for seq in sequences {
                     sqlx::query("DELETE FROM deconfliction_outbox WHERE seq = $1").bind(seq).execute(&mut *tx).await?;
                 }
@@ -807,5 +809,21 @@ async fn begin_postgres(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx
     Ok(pool.begin().await?)
 }
 
-sql_store!(SqliteStore, SqlitePool, sqlx::Sqlite, begin_sqlite, SQLITE_TEXT, Placeholders::Anonymous);
-sql_store!(PostgresStore, PgPool, sqlx::Postgres, begin_postgres, POSTGRES_TEXT, Placeholders::Numbered);
+sql_store!(
+    SqliteStore,
+    SqlitePool,
+    sqlx::Sqlite,
+    begin_sqlite,
+    interlock_storage::sqlite_writer,
+    SQLITE_TEXT,
+    Placeholders::Anonymous
+);
+sql_store!(
+    PostgresStore,
+    PgPool,
+    sqlx::Postgres,
+    begin_postgres,
+    PgPool::clone,
+    POSTGRES_TEXT,
+    Placeholders::Numbered
+);
