@@ -38,7 +38,7 @@ pub use error::{ErrorField, SelectorError, kind_label};
 pub use interlock_api::common::v1::{IdentificationCategory, SelectorKind};
 pub use kinds::identification::parse_identification_category;
 pub use matching::{
-    DEFAULT_SCORE_THRESHOLD, MatchBasis, PersonKeys, PersonMatch, SCORE_EXACT_NAME,
+    DEFAULT_SCORE_THRESHOLD, MatchBasis, PersonKeyParts, PersonKeys, PersonMatch, SCORE_EXACT_NAME,
     SCORE_PHONETIC_GIVEN_NAME_ONLY, SCORE_PHONETIC_SURNAME, SCORE_PHONETIC_SURNAME_AND_GIVEN_NAME,
     SCORE_PHONETIC_SURNAME_OTHER_GIVEN_NAME, SCORE_TRANSPOSED_NAMES, SCORING_DESCRIPTION, match_persons,
 };

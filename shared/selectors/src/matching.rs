@@ -97,24 +97,55 @@ impl PersonMatch {
     }
 }
 
+/// A person's match keys wherever they are kept: [`PersonKeys`], or a store's own shape of the
+/// same keys, so matching against many stored persons reads them in place instead of copying
+/// each into a `PersonKeys` first.
+pub trait PersonKeyParts<T> {
+    fn surname(&self) -> &[T];
+    fn given(&self) -> &[T];
+    fn birth_date(&self) -> Option<&T>;
+    fn full_name(&self) -> Option<&T>;
+}
+
+impl<T> PersonKeyParts<T> for PersonKeys<T> {
+    fn surname(&self) -> &[T] {
+        &self.surname
+    }
+
+    fn given(&self) -> &[T] {
+        &self.given
+    }
+
+    fn birth_date(&self) -> Option<&T> {
+        self.birth_date.as_ref()
+    }
+
+    fn full_name(&self) -> Option<&T> {
+        self.full_name.as_ref()
+    }
+}
+
 fn share<T: PartialEq>(a: &[T], b: &[T]) -> bool {
     a.iter().any(|x| b.contains(x))
 }
 
 /// Scores two persons (see the module documentation). `None` when the dates of birth are
 /// missing or differ, or when no name part agrees.
-pub fn match_persons<T: PartialEq>(a: &PersonKeys<T>, b: &PersonKeys<T>) -> Option<PersonMatch> {
+pub fn match_persons<T: PartialEq>(
+    a: &impl PersonKeyParts<T>,
+    b: &impl PersonKeyParts<T>,
+) -> Option<PersonMatch> {
     use MatchBasis::{BirthDate, ExactName, PhoneticGivenName, PhoneticSurname};
 
-    match (&a.birth_date, &b.birth_date) {
+    match (a.birth_date(), b.birth_date()) {
         (Some(x), Some(y)) if x == y => {}
         _ => return None,
     }
-    let surname = share(&a.surname, &b.surname);
-    let both_given = !a.given.is_empty() && !b.given.is_empty();
-    let given = both_given && share(&a.given, &b.given);
-    let exact = matches!((&a.full_name, &b.full_name), (Some(x), Some(y)) if x == y);
-    let transposed = both_given && share(&a.surname, &b.given) && share(&a.given, &b.surname);
+    let surname = share(a.surname(), b.surname());
+    let both_given = !a.given().is_empty() && !b.given().is_empty();
+    let given = both_given && share(a.given(), b.given());
+    let exact = matches!((a.full_name(), b.full_name()), (Some(x), Some(y)) if x == y);
+    let transposed = both_given && share(a.surname(), b.given()) && share(a.given(), b.surname());
 
     let found = |score: f32, reason: &str, bases: &[MatchBasis]| {
         Some(PersonMatch { score, reason: reason.to_owned(), bases: bases.to_vec() })

@@ -173,7 +173,6 @@ impl MatchIndex {
         }
         for person in &checked.persons {
             let Some(birth_date) = person.birth_date else { continue };
-            let keys = person.keys();
             for other in self.persons_by_birth_date.get(&birth_date).into_iter().flatten() {
                 if !eligible(other) {
                     continue;
@@ -181,7 +180,7 @@ impl MatchIndex {
                 let best = other
                     .persons
                     .iter()
-                    .filter_map(|theirs| match_persons(&keys, &theirs.keys()))
+                    .filter_map(|theirs| match_persons(person, theirs))
                     .filter(|found| found.is_conflict(person_threshold))
                     .max_by(|a, b| a.score.total_cmp(&b.score));
                 if let Some(found) = best {

@@ -1,7 +1,7 @@
 //! What the hub keeps of a registration: who to call, officer-safety flags, and keyed digests of
 //! the identifiers — never a raw selector, name or address.
 
-use interlock_selectors::PersonKeys;
+use interlock_selectors::PersonKeyParts;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::domain::geo::Footprint;
@@ -86,14 +86,21 @@ pub struct PersonEntry {
     pub full_name: Option<Hash32>,
 }
 
-impl PersonEntry {
-    pub fn keys(&self) -> PersonKeys<Hash32> {
-        PersonKeys {
-            surname: self.surname.clone(),
-            given: self.given.clone(),
-            birth_date: self.birth_date,
-            full_name: self.full_name,
-        }
+impl PersonKeyParts<Hash32> for PersonEntry {
+    fn surname(&self) -> &[Hash32] {
+        &self.surname
+    }
+
+    fn given(&self) -> &[Hash32] {
+        &self.given
+    }
+
+    fn birth_date(&self) -> Option<&Hash32> {
+        self.birth_date.as_ref()
+    }
+
+    fn full_name(&self) -> Option<&Hash32> {
+        self.full_name.as_ref()
     }
 }
 
