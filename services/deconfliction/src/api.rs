@@ -734,7 +734,7 @@ impl DeconflictionService for DeconflictionApi {
                 };
                 // A dry run stores no conflict; it shows who to call.
                 let conflicts: Vec<Conflict> =
-                    hits.iter().map(|hit| preview_conflict(registration, hit, now)).collect();
+                    hits.iter().map(|hit| Conflict::found(registration, hit, now)).collect();
                 let own = Arc::new(registration.clone());
                 let rendered = conflicts
                     .iter()
@@ -1143,24 +1143,6 @@ impl DeconflictionService for DeconflictionApi {
 }
 
 /// What a dry-run hit would look like as a conflict, without storing one.
-fn preview_conflict(registration: &Registration, hit: &crate::domain::index::Hit, now: i64) -> Conflict {
-    use crate::domain::conflict::{Escalation, Party, StoredMatch};
-    Conflict {
-        id: 0,
-        number: String::new(),
-        source: 0,
-        parties: [Party::unacknowledged(&hit.other), Party::unacknowledged(registration)],
-        matches: hit.matches.iter().map(StoredMatch::from).collect(),
-        outcome: None,
-        escalation: Escalation::NotEscalated,
-        escalation_due_us: None,
-        escalate_time_us: None,
-        history: Vec::new(),
-        detect_time_us: now,
-        update_time_us: now,
-    }
-}
-
 fn rules_to_proto(service: &Deconfliction) -> MatchingRules {
     let rules = service.rules();
     let duration = |us: i64| Some(prost_types::Duration { seconds: us / 1_000_000, nanos: 0 });

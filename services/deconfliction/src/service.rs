@@ -14,11 +14,9 @@ use interlock_selectors::SelectorKey;
 use interlock_storage::{GroupCommit, GroupCommitError};
 use tokio::sync::{Mutex, RwLock, watch};
 
-use crate::domain::conflict::{
-    Conflict, DETECTED, ESCALATED, Escalation, HistoryEntry, Party, Refusal, StoredMatch,
-};
+use crate::domain::conflict::{Conflict, DETECTED, ESCALATED, Escalation, HistoryEntry, Refusal};
 use crate::domain::index::{Hit, MatchIndex};
-use crate::domain::registration::{Kind, Registration};
+use crate::domain::registration::Registration;
 use crate::domain::rules::Rules;
 use crate::error::{Error, Result};
 use crate::store::{CheckRecord, Committed, DeconflictionStore, Event, RegistrationWrite};
@@ -255,32 +253,17 @@ impl Deconfliction {
     }
 
     fn new_conflict(&self, registration: &Registration, hit: &Hit, now: i64) -> Conflict {
-        let source = match registration.kind {
-            Kind::Target => pb::ConflictSource::Target,
-            Kind::Operation => pb::ConflictSource::Operation,
-            Kind::Record => pb::ConflictSource::Record,
-        };
-        Conflict {
-            id: 0,
-            number: String::new(),
-            source: source as i32,
-            parties: [Party::unacknowledged(&hit.other), Party::unacknowledged(registration)],
-            matches: hit.matches.iter().map(StoredMatch::from).collect(),
-            outcome: None,
-            escalation: Escalation::NotEscalated,
-            escalation_due_us: Some(now + self.config.rules.escalation_after_us),
-            escalate_time_us: None,
-            history: vec![HistoryEntry {
-                event_type: DETECTED,
-                time_us: now,
-                actor_agency: registration.agency.clone(),
-                actor_user: String::new(),
-                outcome: 0,
-                note: String::new(),
-            }],
-            detect_time_us: now,
-            update_time_us: now,
-        }
+        let mut conflict = Conflict::found(registration, hit, now);
+        conflict.escalation_due_us = Some(now + self.config.rules.escalation_after_us);
+        conflict.history.push(HistoryEntry {
+            event_type: DETECTED,
+            time_us: now,
+            actor_agency: registration.agency.clone(),
+            actor_user: String::new(),
+            outcome: 0,
+            note: String::new(),
+        });
+        conflict
     }
 
     fn audit(&self, method: &str, action: Action, caller: &Caller) -> EventBuilder {

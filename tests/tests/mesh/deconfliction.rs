@@ -323,6 +323,9 @@ async fn one_submission_checks_targets_operations_and_records_together() {
     assert!(record_hit.deconfliction_number.is_empty(), "a record's id is the owner's business");
     assert_eq!(record_hit.duty_desk.as_ref().unwrap().name, "ICE Duty Desk");
     assert_eq!(other_party(&check.operation_results[0].conflicts[0]).agency, "agencies/ATF");
+    // A dry-run conflict says what kind of registration found it, as a stored one does.
+    assert_eq!(check.target_results[0].conflicts[0].source, ConflictSource::Target as i32);
+    assert_eq!(check.operation_results[0].conflicts[0].source, ConflictSource::Operation as i32);
     // A dry run registers nothing, but it counts in the participation report.
     let listed = dea.list_targets(ListTargetsRequest::default()).await.unwrap().into_inner();
     assert!(listed.targets.is_empty());

@@ -4,7 +4,7 @@
 use interlock_rpc::FieldViolations;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::index::Match;
+use crate::domain::index::{Hit, Match};
 use crate::domain::registration::{Hash32, Kind, Registration};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -127,6 +127,34 @@ pub struct Conflict {
     pub history: Vec<HistoryEntry>,
     pub detect_time_us: i64,
     pub update_time_us: i64,
+}
+
+impl Conflict {
+    /// The conflict `registration` has with `hit`'s registration, as found at `now_us`: not yet
+    /// stored, acknowledged or escalated. A dry run shows it as it is; a registration stores it
+    /// with its detection in the history and an escalation due.
+    pub fn found(registration: &Registration, hit: &Hit, now_us: i64) -> Self {
+        use interlock_api::deconfliction::v1::ConflictSource;
+        let source = match registration.kind {
+            Kind::Target => ConflictSource::Target,
+            Kind::Operation => ConflictSource::Operation,
+            Kind::Record => ConflictSource::Record,
+        };
+        Self {
+            id: 0,
+            number: String::new(),
+            source: source as i32,
+            parties: [Party::unacknowledged(&hit.other), Party::unacknowledged(registration)],
+            matches: hit.matches.iter().map(StoredMatch::from).collect(),
+            outcome: None,
+            escalation: Escalation::NotEscalated,
+            escalation_due_us: None,
+            escalate_time_us: None,
+            history: Vec::new(),
+            detect_time_us: now_us,
+            update_time_us: now_us,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
