@@ -83,6 +83,8 @@ impl Database {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
+                // No memory map: in WAL mode a connection unmaps the file whenever another one
+                // committed, and reads through pread cost less than that (docs/benchmarks.md).
                 .pragma("mmap_size", "0")
                 // A transaction's dirty pages must fit the page cache, or SQLite spills them to the
                 // WAL mid-transaction and reads them back (the default 2 MiB overflows with one

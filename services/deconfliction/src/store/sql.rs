@@ -304,7 +304,8 @@ macro_rules! sql_store {
             }
 
             async fn record_audit(&self, audit: Vec<(String, Vec<u8>)>) -> Result<()> {
-                let mut tx = $begin(&self.writer).await?;
+                // Not `$begin`: audit rows need no lock on the index feed.
+                let mut tx = self.writer.begin().await?;
                 insert_audit(&mut tx, &audit).await?;
                 tx.commit().await?;
                 Ok(())
