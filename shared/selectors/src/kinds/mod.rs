@@ -8,5 +8,6 @@ pub(crate) mod email;
 pub(crate) mod identification;
 pub(crate) mod ip;
 pub(crate) mod phone;
+mod phone_validity;
 pub(crate) mod vehicle;
 pub(crate) mod weapon;

@@ -3,7 +3,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use interlock_api::common::v1::SelectorKind;
-use phonenumber::{Mode, country};
+use phonenumber::country;
+
+use super::phone_validity;
 
 use crate::error::SelectorError;
 
@@ -35,7 +37,7 @@ pub(crate) fn normalize(value: &str, region: &str) -> Result<(String, String), S
     // panic must not take a request down with it, so it is caught and reported as unreadable.
     let parsed = catch_unwind(AssertUnwindSafe(|| {
         phonenumber::parse(default_country, value)
-            .map(|number| (number.is_valid(), number.format().mode(Mode::E164).to_string()))
+            .map(|number| (phone_validity::is_valid(&number), phone_validity::e164(&number)))
     }));
     match parsed {
         Ok(Ok((true, e164))) => Ok((String::new(), e164)),
