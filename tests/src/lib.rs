@@ -4,6 +4,8 @@
 use clap::Parser;
 use interlock::config::ServeConfig;
 use interlock::serve::Mesh;
+use interlock_api::audit::v1::audit_service_client::AuditServiceClient;
+use interlock_api::audit::v1::{AuditEvent, EventFilter, ListEventsRequest};
 use interlock_api::common::v1::Contact;
 use interlock_api::registry::v1::agency_service_client::AgencyServiceClient;
 use interlock_api::registry::v1::authentication_service_client::AuthenticationServiceClient;
@@ -278,5 +280,31 @@ where
         }
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "still {status:?} after 5 seconds");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Every audit event `filter` selects on the audit service behind `channel`, all pages, read with
+/// the bootstrap administrator's `admin_token` on behalf of a center auditor.
+pub async fn audit_events(channel: Channel, admin_token: String, filter: EventFilter) -> Vec<AuditEvent> {
+    let auditor = CallerMetadata::bearer(admin_token).on_behalf_of("auditor", Purpose::Investigation);
+    let mut client = AuditServiceClient::new(InterceptedService::new(channel, auditor));
+    let mut events = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_events(ListEventsRequest {
+                filter: Some(filter.clone()),
+                page_size: 1000,
+                page_token,
+                ..ListEventsRequest::default()
+            })
+            .await
+            .expect("list audit events")
+            .into_inner();
+        events.extend(page.events);
+        if page.next_page_token.is_empty() {
+            return events;
+        }
+        page_token = page.next_page_token;
     }
 }

@@ -126,12 +126,7 @@ pub struct ExportArgs {
 
 /// Streams the visible events to standard output as NDJSON or CSV.
 pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let channel = args
-        .tls
-        .endpoint(&args.server)?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach {}", args.server))?;
+    let channel = args.tls.connect(&args.server).await?;
     let token = access_token(channel.clone(), args.token.as_deref(), &args.data_dir).await?;
     let metadata = CallerMetadata::bearer(token).on_behalf_of(&args.user, Purpose::Investigation);
     let mut client = AuditServiceClient::new(InterceptedService::new(channel, metadata));
@@ -346,12 +341,7 @@ impl SeenCheckpoint {
 /// the state file untouched, when the log was rewritten (or rolled back) since.
 pub async fn checkpoint(args: CheckpointArgs) -> anyhow::Result<CheckpointReport> {
     let previous = SeenCheckpoint::load(&args.state)?;
-    let channel = args
-        .tls
-        .endpoint(&args.server)?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach {}", args.server))?;
+    let channel = args.tls.connect(&args.server).await?;
     let token = access_token(channel.clone(), args.token.as_deref(), &args.data_dir).await?;
     let mut client = AuditServiceClient::new(InterceptedService::new(channel, CallerMetadata::bearer(token)));
 

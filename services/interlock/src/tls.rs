@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
 use crate::config::ServeConfig;
 
@@ -131,6 +131,15 @@ impl ClientTlsArgs {
         )?;
         interlock_auth::endpoint(address, &tls)
             .with_context(|| format!("cannot use {address:?}: not a valid address or unusable TLS files"))
+    }
+
+    /// A connection to the server at `address` (see `endpoint`), given up after 5 seconds.
+    pub async fn connect(&self, address: &str) -> anyhow::Result<Channel> {
+        self.endpoint(address)?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach {address}"))
     }
 }
 

@@ -1645,8 +1645,8 @@ async fn the_center_administrator_issues_operator_credentials_but_not_agency_one
 /// auditor finds the events.
 #[tokio::test]
 async fn registry_changes_and_logons_reach_the_audit_log() {
-    use interlock_api::audit::v1::audit_service_client::AuditServiceClient;
-    use interlock_api::audit::v1::{Action, EventFilter, ListEventsRequest};
+    use interlock_api::audit::v1::{Action, EventFilter};
+    use interlock_tests::audit_events;
 
     let server = TestServer::all_in_one().await;
     let admin = server.admin_channel().await;
@@ -1673,37 +1673,14 @@ async fn registry_changes_and_logons_reach_the_audit_log() {
         assert!(started.elapsed() < Duration::from_secs(10), "the registry's outbox does not drain");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let auditor = InterceptedService::new(
-        channel(&server.url()).await,
-        CallerMetadata::bearer(server.admin_token().await)
-            .on_behalf_of("auditor", interlock_auth::Purpose::Investigation),
-    );
-    let events = AuditServiceClient::new(auditor.clone())
-        .list_events(ListEventsRequest {
-            filter: Some(EventFilter { resource_owner: "agencies/DEA".into(), ..EventFilter::default() }),
-            page_size: 100,
-            ..ListEventsRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let owned_by_dea = EventFilter { resource_owner: "agencies/DEA".into(), ..EventFilter::default() };
+    let events = audit_events(channel(&server.url()).await, server.admin_token().await, owned_by_dea).await;
     assert!(events.iter().any(
         |e| e.action == Action::Create as i32 && e.resources.iter().any(|r| r.resource == "agencies/DEA")
     ));
-    let failures = AuditServiceClient::new(auditor)
-        .list_events(ListEventsRequest {
-            filter: Some(EventFilter {
-                actions: vec![Action::LogonFailure as i32],
-                ..EventFilter::default()
-            }),
-            page_size: 100,
-            ..ListEventsRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let logon_failures = EventFilter { actions: vec![Action::LogonFailure as i32], ..EventFilter::default() };
+    let failures =
+        audit_events(channel(&server.url()).await, server.admin_token().await, logon_failures).await;
     assert_eq!(failures.len(), 1, "the failed logon is audited once");
 }
 
@@ -1750,8 +1727,8 @@ async fn registry_events(
     registry: &TestServer,
     audit: &TestServer,
 ) -> Vec<interlock_api::audit::v1::AuditEvent> {
-    use interlock_api::audit::v1::audit_service_client::AuditServiceClient;
-    use interlock_api::audit::v1::{EventFilter, InterlockService, ListEventsRequest};
+    use interlock_api::audit::v1::{EventFilter, InterlockService};
+    use interlock_tests::audit_events;
 
     let outbox = interlock_audit_client::SqlOutbox::new(
         interlock_storage::Database::open(database.url(), &interlock_registry::store::MIGRATIONS)
@@ -1764,33 +1741,9 @@ async fn registry_events(
         assert!(started.elapsed() < Duration::from_secs(30), "the registry's outbox does not drain");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let auditor = InterceptedService::new(
-        channel(&audit.url()).await,
-        CallerMetadata::bearer(registry.admin_token().await)
-            .on_behalf_of("auditor", interlock_auth::Purpose::Investigation),
-    );
-    let mut events = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = AuditServiceClient::new(auditor.clone())
-            .list_events(ListEventsRequest {
-                filter: Some(EventFilter {
-                    services: vec![InterlockService::Registry as i32],
-                    ..EventFilter::default()
-                }),
-                page_size: 1000,
-                page_token,
-                ..ListEventsRequest::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        events.extend(page.events);
-        if page.next_page_token.is_empty() {
-            return events;
-        }
-        page_token = page.next_page_token;
-    }
+    let registry_only =
+        EventFilter { services: vec![InterlockService::Registry as i32], ..EventFilter::default() };
+    audit_events(channel(&audit.url()).await, registry.admin_token().await, registry_only).await
 }
 
 /// What one audited change must look like in the log.

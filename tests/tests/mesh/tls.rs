@@ -9,8 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use interlock_api::audit::v1::audit_service_client::AuditServiceClient;
-use interlock_api::audit::v1::{Action, EventFilter, ListEventsRequest};
+use interlock_api::audit::v1::{Action, EventFilter};
 use interlock_api::records::v1::GetRecordRequest;
 use interlock_api::records::v1::records_service_client::RecordsServiceClient;
 use interlock_api::registry::v1::agency_service_client::AgencyServiceClient;
@@ -20,7 +19,7 @@ use interlock_api::registry::v1::*;
 use interlock_auth::CallerMetadata;
 use interlock_storage::testing::TestDatabase;
 use interlock_tests::{
-    AuthedChannel, TestServer, issue_credential, status_of, tls_channel, token_on, wait_for,
+    AuthedChannel, TestServer, audit_events, issue_credential, status_of, tls_channel, token_on, wait_for,
 };
 use prost_types::FieldMask;
 use rcgen::{
@@ -429,26 +428,11 @@ async fn the_embedded_mesh_serves_mutual_tls_and_audits_certificate_refusals() {
     let refused = sign_in(&pki, &server, Some(OTHER), &name, &gateway.secret).await.unwrap_err();
     assert_eq!(reason(&refused), "CLIENT_CERTIFICATE_MISMATCH");
 
-    let auditor = InterceptedService::new(
-        server.channel().await,
-        CallerMetadata::bearer(server.admin_token().await)
-            .on_behalf_of("auditor", interlock_auth::Purpose::Investigation),
-    );
     let started = Instant::now();
     loop {
-        let failures = AuditServiceClient::new(auditor.clone())
-            .list_events(ListEventsRequest {
-                filter: Some(EventFilter {
-                    actions: vec![Action::LogonFailure as i32],
-                    ..EventFilter::default()
-                }),
-                page_size: 100,
-                ..ListEventsRequest::default()
-            })
-            .await
-            .expect("list events")
-            .into_inner()
-            .events;
+        let logon_failures =
+            EventFilter { actions: vec![Action::LogonFailure as i32], ..EventFilter::default() };
+        let failures = audit_events(server.channel().await, server.admin_token().await, logon_failures).await;
         if let Some(failure) = failures.iter().find(|event| event.credential == name) {
             assert_eq!(failure.error_reason, "CLIENT_CERTIFICATE_MISMATCH");
             break;

@@ -16,7 +16,6 @@ pub mod records;
 mod vocabulary;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use interlock_api::registry::v1::CreateAccessTokenRequest;
@@ -122,14 +121,7 @@ impl Connection {
     /// Connects and exchanges the credential's secret for an access token.
     pub async fn sign_in(&self) -> anyhow::Result<Session> {
         let secret = self.secret()?;
-        let channel = self
-            .tls
-            .endpoint(&self.address)
-            .context("--address")?
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach the mesh at {}", self.address))?;
+        let channel = self.tls.connect(&self.address).await?;
         let token = AuthenticationServiceClient::new(channel.clone())
             .create_access_token(CreateAccessTokenRequest {
                 credential: self.credential.clone(),
