@@ -129,13 +129,74 @@ impl Database {
     }
 }
 
-/// A pool of one connection on the same SQLite file, for a store's write transactions. SQLite lets
-/// one connection write at a time, and a connection that did not make the last commit empties its
-/// page cache before its next transaction: writes spread over a pool lose the cache (and re-read
-/// the index pages they change) on every commit, and wait for each other in SQLite's busy handler.
-/// On one connection the cache stays valid and writers queue in the pool.
-pub fn sqlite_writer(pool: &SqlitePool) -> SqlitePool {
-    SqlitePoolOptions::new().max_connections(1).connect_lazy_with(pool.connect_options().as_ref().clone())
+/// A pool of one connection on the same SQLite file, for a store's write transactions, and the
+/// task that checkpoints its write-ahead log in the background.
+///
+/// SQLite lets one connection write at a time, and a connection that did not make the last commit
+/// empties its page cache before its next transaction: writes spread over a pool lose the cache
+/// (and re-read the index pages they change) on every commit, and wait for each other in SQLite's
+/// busy handler. On one connection the cache stays valid and writers queue in the pool.
+///
+/// By default the connection that commits past 1,000 pages of WAL copies them into the database
+/// file and fsyncs it before its commit returns: with bulk writes, that was every commit, and a
+/// third of the writer's time (docs/benchmarks.md, "Checkpoints off the commit path"). Here a
+/// [`WalCheckpointer`] on a connection of its own does it every [`CHECKPOINT_INTERVAL`] while the
+/// writer goes on (SQLite's PASSIVE checkpoint blocks neither writers nor readers), and the writer
+/// checkpoints itself only past [`WRITER_AUTOCHECKPOINT_PAGES`], which bounds the WAL should the
+/// background task fall behind.
+pub fn sqlite_writer(pool: &SqlitePool) -> (SqlitePool, Option<WalCheckpointer>) {
+    let options = pool.connect_options().as_ref().clone();
+    let writer = SqlitePoolOptions::new().max_connections(1).connect_lazy_with(
+        options.clone().pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES.to_string()),
+    );
+    // A checkpoint reads pages from the WAL and writes them to the file: it needs no page cache.
+    let checkpoints =
+        SqlitePoolOptions::new().max_connections(1).connect_lazy_with(options.pragma("cache_size", "-1024"));
+    (writer, Some(WalCheckpointer::start(checkpoints)))
+}
+
+/// [`sqlite_writer`]'s counterpart: PostgreSQL writes on the pool (its connections share one
+/// buffer cache) and checkpoints on its own.
+pub fn postgres_writer(pool: &PgPool) -> (PgPool, Option<WalCheckpointer>) {
+    (pool.clone(), None)
+}
+
+/// WAL pages past which a [`sqlite_writer`] checkpoints on its own: 64 MiB of 4 KiB pages.
+pub const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+
+/// How often the background checkpoint runs. A bulk ingest writes a few MiB of WAL per commit.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Runs `PRAGMA wal_checkpoint(PASSIVE)` every [`CHECKPOINT_INTERVAL`] until dropped.
+pub struct WalCheckpointer {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WalCheckpointer {
+    fn start(checkpoints: SqlitePool) -> Self {
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let checkpoint = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&checkpoints).await;
+                if let Err(error) = checkpoint {
+                    tracing::warn!(
+                        %error,
+                        "background WAL checkpoint failed; the writer checkpoints on its own past \
+                         {WRITER_AUTOCHECKPOINT_PAGES} pages"
+                    );
+                }
+            }
+        });
+        Self { task }
+    }
+}
+
+impl Drop for WalCheckpointer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 async fn create_postgres_database_if_missing(options: &PgConnectOptions) -> Result<(), sqlx::Error> {
@@ -212,7 +273,43 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::*;
+
+    #[tokio::test]
+    async fn a_writer_s_wal_is_checkpointed_in_the_background() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("interlock-storage-{}", uuid::Uuid::new_v4().simple()));
+        let file = dir.join("checkpointed.db");
+        let Database::Sqlite(pool) =
+            Database::open(&format!("sqlite://{}", file.display()), &Migrations::NONE).await?
+        else {
+            anyhow::bail!("a sqlite:// URL opened another backend");
+        };
+        let (writer, _checkpointer) = sqlite_writer(&pool);
+        let limit: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(&writer).await?;
+        assert_eq!(limit, i64::from(WRITER_AUTOCHECKPOINT_PAGES));
+        sqlx::query("CREATE TABLE filler (bytes BLOB NOT NULL)").execute(&writer).await?;
+        // ~2,000 pages: past SQLite's own threshold (1,000), under the writer's, so only the
+        // background task copies them into the database file.
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
+             INSERT INTO filler SELECT randomblob(4000) FROM n",
+        )
+        .execute(&writer)
+        .await?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&file)?.len() < 2000 * 4096 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the WAL was not checkpointed into {}",
+                file.display()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        pool.close().await;
+        writer.close().await;
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
 
     #[test]
     fn redacts_passwords_only() {

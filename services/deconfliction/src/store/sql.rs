@@ -36,13 +36,15 @@ macro_rules! sql_store {
             pool: $pool,
             /// What write transactions run on (see `interlock_storage::sqlite_writer`).
             writer: $pool,
+            _checkpointer: Option<interlock_storage::WalCheckpointer>,
             /// What the index feed is read on (see `sqlite_feed`).
             feed: $pool,
         }
 
         impl $store {
             pub fn new(pool: $pool) -> Self {
-                Self { writer: $writer(&pool), feed: $feed(&pool), pool }
+                let (writer, checkpointer) = $writer(&pool);
+                Self { writer, _checkpointer: checkpointer, feed: $feed(&pool), pool }
             }
 
             async fn registrations_where(&self, clause: &str, binds: &[&str], ints: &[i64]) -> Result<Vec<(Registration, i64)>> {
@@ -523,7 +525,7 @@ mod sqlite_store {
 mod postgres_store {
     use super::postgres_helpers::{insert_audit, insert_checks, insert_event, insert_events, next_counter};
     use super::*;
-    sql_store!(PostgresStore, PgPool, begin_postgres, PgPool::clone, PgPool::clone);
+    sql_store!(PostgresStore, PgPool, begin_postgres, interlock_storage::postgres_writer, PgPool::clone);
 }
 
 pub use postgres_store::PostgresStore;

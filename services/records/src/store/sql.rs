@@ -151,11 +151,13 @@ macro_rules! sql_store {
             pool: $pool,
             /// What write transactions run on (see `interlock_storage::sqlite_writer`).
             writer: $pool,
+            _checkpointer: Option<interlock_storage::WalCheckpointer>,
         }
 
         impl $store {
             pub fn new(pool: $pool) -> Self {
-                Self { writer: $writer(&pool), pool }
+                let (writer, checkpointer) = $writer(&pool);
+                Self { writer, _checkpointer: checkpointer, pool }
             }
 
             fn record(row: &<$db as sqlx::Database>::Row) -> Result<StoredRecord> {
@@ -823,7 +825,7 @@ sql_store!(
     PgPool,
     sqlx::Postgres,
     begin_postgres,
-    PgPool::clone,
+    interlock_storage::postgres_writer,
     POSTGRES_TEXT,
     Placeholders::Numbered
 );
