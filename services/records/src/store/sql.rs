@@ -13,6 +13,7 @@ use super::{
     ReadRecord, RecordsStore, SearchFilter, StoredRecord, StoredVersion, WriteBatch,
 };
 use crate::domain::query::{Term, to_fts5, to_tsquery};
+use crate::domain::record::IndexedSelector;
 use crate::error::{Error, Result};
 
 /// A value bound to a dynamically built statement.
@@ -133,6 +134,36 @@ const POSTGRES_TEXT: TextSearch = TextSearch {
     render: to_tsquery,
 };
 
+/// How one backend finds records by their normalised selectors.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SelectorIndex {
+    /// One row per selector in `record_selectors`, keyed by (value, kind, region, record_seq).
+    Rows,
+    /// One FTS5 row per record in `record_selector_tokens`, its selectors as [`selector_token`]s
+    /// (SQLite: migration 0004 says why).
+    Tokens,
+}
+
+/// A selector as one FTS5 token: `k` and the upper-case hex of `{kind}:{region}:{value}`, the
+/// same expression migration 0004 computes in SQL for the rows it carried over.
+fn selector_token(selector: &IndexedSelector) -> String {
+    let text = format!("{}:{}:{}", selector.kind, selector.region, selector.value);
+    format!("k{}", hex::encode_upper(text))
+}
+
+/// An FTS5 query matching any of `selectors`' tokens.
+fn selector_token_query(selectors: &[IndexedSelector]) -> String {
+    selectors.iter().map(|s| format!("\"{}\"", selector_token(s))).collect::<Vec<_>>().join(" OR ")
+}
+
+/// Deletes the selector index entries of the record `seq` (`$1`).
+fn delete_selectors(index: SelectorIndex) -> &'static str {
+    match index {
+        SelectorIndex::Rows => "DELETE FROM record_selectors WHERE record_seq = $1",
+        SelectorIndex::Tokens => "DELETE FROM record_selector_tokens WHERE rowid = $1",
+    }
+}
+
 const COLUMNS: &str = "r.id, r.owner, r.record_number, r.category, r.sensitivity, r.caveats, r.report_us, \
      r.review_by_us, r.version, r.deleted, r.create_us, r.update_us, r.content_hash, r.doc";
 
@@ -146,7 +177,7 @@ const VERSION_COLUMNS: &str = "SELECT v.version, v.change, \
      FROM record_versions v JOIN records r ON r.id = v.record_id";
 
 macro_rules! sql_store {
-    ($store:ident, $pool:ty, $db:ty, $begin:expr, $writer:expr, $text:expr, $placeholders:expr) => {
+    ($store:ident, $pool:ty, $db:ty, $begin:expr, $writer:expr, $text:expr, $selectors:expr, $placeholders:expr) => {
         pub struct $store {
             pool: $pool,
             /// What write transactions run on (see `interlock_storage::sqlite_writer`).
@@ -371,7 +402,7 @@ macro_rules! sql_store {
                         .await?,
                     };
                     let Some(seq) = seq else { continue };
-                    sqlx::query("DELETE FROM record_selectors WHERE record_seq = $1").bind(seq).execute(&mut *tx).await?;
+                    sqlx::query(delete_selectors($selectors)).bind(seq).execute(&mut *tx).await?;
                     sqlx::query("DELETE FROM record_persons WHERE record_seq = $1").bind(seq).execute(&mut *tx).await?;
                     seqs[i] = Some(seq);
                     results[i] = Some(version);
@@ -380,21 +411,43 @@ macro_rules! sql_store {
                 // Index rows, versions and audit events of the successful writes, in write order,
                 // as multi-row INSERTs.
                 let done: Vec<usize> = (0..writes.len()).filter(|&i| results[i].is_some()).collect();
-                let selectors: Vec<(i64, &crate::domain::record::IndexedSelector)> = done
+                let indexed: Vec<(i64, &crate::domain::record::Prepared)> = done
                     .iter()
                     .filter_map(|&i| Some((seqs[i]?, writes[i].prepared.as_ref()?)))
-                    .flat_map(|(seq, p)| p.selectors.iter().map(move |s| (seq, s)))
+                    .filter(|(_, p)| !p.selectors.is_empty())
                     .collect();
-                for chunk in selectors.chunks(ROWS_PER_STATEMENT) {
-                    let sql = format!(
-                        "INSERT INTO record_selectors (record_seq, kind, region, value) VALUES {}",
-                        values_list(chunk.len(), 4, $placeholders)
-                    );
-                    let mut statement = sqlx::query(AssertSqlSafe(sql));
-                    for (seq, s) in chunk {
-                        statement = statement.bind(*seq).bind(i64::from(s.kind)).bind(&s.region).bind(&s.value);
+                match $selectors {
+                    SelectorIndex::Rows => {
+                        let selectors: Vec<(i64, &IndexedSelector)> = indexed
+                            .iter()
+                            .flat_map(|(seq, p)| p.selectors.iter().map(move |s| (*seq, s)))
+                            .collect();
+                        for chunk in selectors.chunks(ROWS_PER_STATEMENT) {
+                            let sql = format!(
+                                "INSERT INTO record_selectors (record_seq, kind, region, value) VALUES {}",
+                                values_list(chunk.len(), 4, $placeholders)
+                            );
+                            let mut statement = sqlx::query(AssertSqlSafe(sql));
+                            for (seq, s) in chunk {
+                                statement = statement.bind(*seq).bind(i64::from(s.kind)).bind(&s.region).bind(&s.value);
+                            }
+                            statement.execute(&mut *tx).await?;
+                        }
                     }
-                    statement.execute(&mut *tx).await?;
+                    SelectorIndex::Tokens => {
+                        for chunk in indexed.chunks(ROWS_PER_STATEMENT) {
+                            let sql = format!(
+                                "INSERT INTO record_selector_tokens (rowid, tokens) VALUES {}",
+                                values_list(chunk.len(), 2, $placeholders)
+                            );
+                            let mut statement = sqlx::query(AssertSqlSafe(sql));
+                            for (seq, p) in chunk {
+                                let tokens: Vec<String> = p.selectors.iter().map(selector_token).collect();
+                                statement = statement.bind(*seq).bind(tokens.join(" "));
+                            }
+                            statement.execute(&mut *tx).await?;
+                        }
+                    }
                 }
                 let persons: Vec<(i64, &crate::domain::record::IndexedPerson)> = done
                     .iter()
@@ -560,18 +613,31 @@ macro_rules! sql_store {
                         text.newest_first
                     }
                     Match::Selectors(selectors) => {
-                        sql.push(
-                            &format!("SELECT {COLUMNS} FROM records r WHERE r.seq IN (SELECT s.record_seq FROM record_selectors s WHERE "),
-                            [],
-                        );
-                        for (i, s) in selectors.iter().enumerate() {
-                            if i > 0 {
-                                sql.push(" OR ", []);
+                        match $selectors {
+                            SelectorIndex::Rows => {
+                                sql.push(
+                                    &format!("SELECT {COLUMNS} FROM records r WHERE r.seq IN (SELECT s.record_seq FROM record_selectors s WHERE "),
+                                    [],
+                                );
+                                for (i, s) in selectors.iter().enumerate() {
+                                    if i > 0 {
+                                        sql.push(" OR ", []);
+                                    }
+                                    sql.push(
+                                        "(s.value = ? AND s.kind = ? AND s.region = ?)",
+                                        [Bind::Text(s.value.clone()), Bind::Int(i64::from(s.kind)), Bind::Text(s.region.clone())],
+                                    );
+                                }
                             }
-                            sql.push(
-                                "(s.value = ? AND s.kind = ? AND s.region = ?)",
-                                [Bind::Text(s.value.clone()), Bind::Int(i64::from(s.kind)), Bind::Text(s.region.clone())],
-                            );
+                            SelectorIndex::Tokens => {
+                                sql.push(
+                                    &format!(
+                                        "SELECT {COLUMNS} FROM records r WHERE r.seq IN (SELECT rowid FROM record_selector_tokens \
+                                         WHERE record_selector_tokens MATCH ?"
+                                    ),
+                                    [Bind::Text(selector_token_query(selectors))],
+                                );
+                            }
                         }
                         sql.push(")", []);
                         "r.report_us DESC, r.id"
@@ -733,7 +799,7 @@ macro_rules! sql_store {
                         .fetch_optional(&mut *tx)
                         .await?;
                     if let Some(seq) = seq {
-                        sqlx::query("DELETE FROM record_selectors WHERE record_seq = $1").bind(seq).execute(&mut *tx).await?;
+                        sqlx::query(delete_selectors($selectors)).bind(seq).execute(&mut *tx).await?;
                         sqlx::query("DELETE FROM record_persons WHERE record_seq = $1").bind(seq).execute(&mut *tx).await?;
                     }
                     sqlx::query("DELETE FROM record_versions WHERE record_id = $1").bind(id).execute(&mut *tx).await?;
@@ -818,6 +884,7 @@ sql_store!(
     begin_sqlite,
     interlock_storage::sqlite_writer,
     SQLITE_TEXT,
+    SelectorIndex::Tokens,
     Placeholders::Anonymous
 );
 sql_store!(
@@ -827,5 +894,30 @@ sql_store!(
     begin_postgres,
     interlock_storage::postgres_writer,
     POSTGRES_TEXT,
+    SelectorIndex::Rows,
     Placeholders::Numbered
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 0004 computes the tokens of the rows it carries over in SQL; both must agree.
+    #[tokio::test]
+    async fn selector_tokens_match_the_migration_s_sql() {
+        let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        for (kind, region, value) in
+            [(1, "", "+12145550147"), (3, "TX", "calle 5 de mayo 12, ñuñoa"), (9, "", "")]
+        {
+            let selector = IndexedSelector { kind, region: region.into(), value: value.into() };
+            let in_sql: String = sqlx::query_scalar("SELECT 'k' || hex(? || ':' || ? || ':' || ?)")
+                .bind(i64::from(kind))
+                .bind(region)
+                .bind(value)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(selector_token(&selector), in_sql);
+        }
+    }
+}

@@ -135,6 +135,35 @@ async fn searches_by_selector_person_and_full_text() {
             store.search(&Match::Selectors(vec![phone]), &SearchFilter::default(), NOW, 0, 10).await.unwrap();
         assert_eq!(found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r1"]);
 
+        let by_phone = |value: &str| {
+            Match::Selectors(vec![IndexedSelector {
+                kind: SelectorKind::Phone as i32,
+                region: String::new(),
+                value: value.into(),
+            }])
+        };
+        let either = Match::Selectors(vec![
+            IndexedSelector {
+                kind: SelectorKind::Phone as i32,
+                region: String::new(),
+                value: "+12145550147".into(),
+            },
+            IndexedSelector {
+                kind: SelectorKind::Phone as i32,
+                region: String::new(),
+                value: "+12145550199".into(),
+            },
+        ]);
+        let found = store.search(&either, &SearchFilter::default(), NOW, 0, 10).await.unwrap();
+        assert_eq!(found.len(), 2);
+        // Another kind with the same value is another selector.
+        let email = Match::Selectors(vec![IndexedSelector {
+            kind: SelectorKind::Email as i32,
+            region: String::new(),
+            value: "+12145550147".into(),
+        }]);
+        assert!(store.search(&email, &SearchFilter::default(), NOW, 0, 10).await.unwrap().is_empty());
+
         let text = Match::Text(parse("deliver* laredo").unwrap());
         let found = store.search(&text, &SearchFilter::default(), NOW, 0, 10).await.unwrap();
         assert_eq!(found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r1"]);
@@ -150,6 +179,17 @@ async fn searches_by_selector_person_and_full_text() {
         assert_eq!((first[0].id.as_str(), second[0].id.as_str()), ("r2", "r1"));
         assert!(page(2).await.unwrap().is_empty());
 
+        // An update replaces the record's selectors in the index.
+        let changed = input("DEA-9", "Wire transfers to Juarez", "(214) 555-0123");
+        store.write(audited(vec![write("r2", "DEA", &changed, Some(1))], NOW + 1)).await.unwrap();
+        let ids = |found: Vec<StoredRecord>| found.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let everyone = SearchFilter::default();
+        assert!(store.search(&by_phone("+12145550199"), &everyone, NOW, 0, 10).await.unwrap().is_empty());
+        assert_eq!(
+            ids(store.search(&by_phone("+12145550123"), &everyone, NOW, 0, 10).await.unwrap()),
+            ["r2"]
+        );
+
         // Expired records are excluded from every search.
         let later = NOW + 6 * 365 * 86_400_000_000;
         assert!(store.search(&text, &SearchFilter::default(), later, 0, 10).await.unwrap().is_empty());
@@ -157,6 +197,7 @@ async fn searches_by_selector_person_and_full_text() {
         store.purge(&["r1".into()], vec![("purge-1".into(), vec![9])]).await.unwrap();
         assert!(store.get("r1").await.unwrap().is_none());
         assert!(store.versions("r1", i64::MAX, 10).await.unwrap().is_empty());
+        assert!(store.search(&by_phone("+12145550147"), &everyone, NOW, 0, 10).await.unwrap().is_empty());
 
         let counts = store.summarize(&[], &[], None, NOW).await.unwrap();
         assert_eq!(counts.len(), 1);
