@@ -44,7 +44,7 @@ pub struct IndexedSelector {
 }
 
 /// A normalised person-name row of the person index (main names and aliases).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct IndexedPerson {
     pub surname: String,
     pub given: String,

@@ -13,7 +13,7 @@ use super::{
     ReadRecord, RecordsStore, SearchFilter, StoredRecord, StoredVersion, WriteBatch,
 };
 use crate::domain::query::{Term, to_fts5, to_tsquery};
-use crate::domain::record::IndexedSelector;
+use crate::domain::record::{IndexedPerson, IndexedSelector};
 use crate::error::{Error, Result};
 
 /// A value bound to a dynamically built statement.
@@ -134,33 +134,55 @@ const POSTGRES_TEXT: TextSearch = TextSearch {
     render: to_tsquery,
 };
 
-/// How one backend finds records by their normalised selectors.
+/// How one backend finds records by their normalised selectors and person names.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum SelectorIndex {
-    /// One row per selector in `record_selectors`, keyed by (value, kind, region, record_seq).
+enum EntityIndex {
+    /// One row per selector in `record_selectors` and per name in `record_persons`, each keyed by
+    /// what searches look up (PostgreSQL).
     Rows,
-    /// One FTS5 row per record in `record_selector_tokens`, its selectors as [`selector_token`]s
-    /// (SQLite: migration 0004 says why).
+    /// One FTS5 row per record in `record_selector_tokens` and `record_person_tokens`, holding its
+    /// [`selector_token`]s and [`person_tokens`], and the names in `record_persons` keyed by record
+    /// (SQLite: migrations 0004 and 0005 say why).
     Tokens,
 }
 
-/// A selector as one FTS5 token: `k` and the upper-case hex of `{kind}:{region}:{value}`, the
-/// same expression migration 0004 computes in SQL for the rows it carried over.
+/// `prefix` and the upper-case hex of `text`: one token of FTS5's `ascii` tokenizer, whatever
+/// `text` holds. Migrations 0004 and 0005 compute the same in SQL (`prefix || hex(text)`).
+fn token(prefix: char, text: &str) -> String {
+    format!("{prefix}{}", hex::encode_upper(text))
+}
+
+/// A selector's token: its kind, region and value.
 fn selector_token(selector: &IndexedSelector) -> String {
-    let text = format!("{}:{}:{}", selector.kind, selector.region, selector.value);
-    format!("k{}", hex::encode_upper(text))
+    token('k', &format!("{}:{}:{}", selector.kind, selector.region, selector.value))
 }
 
-/// An FTS5 query matching any of `selectors`' tokens.
-fn selector_token_query(selectors: &[IndexedSelector]) -> String {
-    selectors.iter().map(|s| format!("\"{}\"", selector_token(s))).collect::<Vec<_>>().join(" OR ")
+/// A person's tokens: the surname, and the surname with the given name when that is known.
+fn person_tokens(person: &IndexedPerson) -> impl Iterator<Item = String> {
+    let surname = token('s', &person.surname);
+    let given =
+        (!person.given.is_empty()).then(|| token('g', &format!("{}:{}", person.surname, person.given)));
+    std::iter::once(surname).chain(given)
 }
 
-/// Deletes the selector index entries of the record `seq` (`$1`).
-fn delete_selectors(index: SelectorIndex) -> &'static str {
+/// An FTS5 query for the records holding any of `tokens`.
+fn any_token(tokens: impl IntoIterator<Item = String>) -> String {
+    tokens.into_iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(" OR ")
+}
+
+/// Statements deleting the index entries of the record `seq` (`$1`), before it is re-indexed or
+/// purged.
+fn delete_index_entries(index: EntityIndex) -> &'static [&'static str] {
     match index {
-        SelectorIndex::Rows => "DELETE FROM record_selectors WHERE record_seq = $1",
-        SelectorIndex::Tokens => "DELETE FROM record_selector_tokens WHERE rowid = $1",
+        EntityIndex::Rows => &[
+            "DELETE FROM record_selectors WHERE record_seq = $1",
+            "DELETE FROM record_persons WHERE record_seq = $1",
+        ],
+        EntityIndex::Tokens => &[
+            "DELETE FROM record_selector_tokens WHERE rowid = $1",
+            "DELETE FROM record_person_tokens WHERE rowid = $1",
+            "DELETE FROM record_persons WHERE record_seq = $1",
+        ],
     }
 }
 
@@ -177,7 +199,7 @@ const VERSION_COLUMNS: &str = "SELECT v.version, v.change, \
      FROM record_versions v JOIN records r ON r.id = v.record_id";
 
 macro_rules! sql_store {
-    ($store:ident, $pool:ty, $db:ty, $begin:expr, $writer:expr, $text:expr, $selectors:expr, $placeholders:expr) => {
+    ($store:ident, $pool:ty, $db:ty, $begin:expr, $writer:expr, $text:expr, $index:expr, $placeholders:expr) => {
         pub struct $store {
             pool: $pool,
             /// What write transactions run on (see `interlock_storage::sqlite_writer`).
@@ -402,8 +424,9 @@ macro_rules! sql_store {
                         .await?,
                     };
                     let Some(seq) = seq else { continue };
-                    sqlx::query(delete_selectors($selectors)).bind(seq).execute(&mut *tx).await?;
-                    sqlx::query("DELETE FROM record_persons WHERE record_seq = $1").bind(seq).execute(&mut *tx).await?;
+                    for statement in delete_index_entries($index) {
+                        sqlx::query(*statement).bind(seq).execute(&mut *tx).await?;
+                    }
                     seqs[i] = Some(seq);
                     results[i] = Some(version);
                 }
@@ -416,8 +439,8 @@ macro_rules! sql_store {
                     .filter_map(|&i| Some((seqs[i]?, writes[i].prepared.as_ref()?)))
                     .filter(|(_, p)| !p.selectors.is_empty())
                     .collect();
-                match $selectors {
-                    SelectorIndex::Rows => {
+                match $index {
+                    EntityIndex::Rows => {
                         let selectors: Vec<(i64, &IndexedSelector)> = indexed
                             .iter()
                             .flat_map(|(seq, p)| p.selectors.iter().map(move |s| (*seq, s)))
@@ -434,7 +457,7 @@ macro_rules! sql_store {
                             statement.execute(&mut *tx).await?;
                         }
                     }
-                    SelectorIndex::Tokens => {
+                    EntityIndex::Tokens => {
                         for chunk in indexed.chunks(ROWS_PER_STATEMENT) {
                             let sql = format!(
                                 "INSERT INTO record_selector_tokens (rowid, tokens) VALUES {}",
@@ -470,6 +493,25 @@ macro_rules! sql_store {
                             .bind(&person.birth_date);
                     }
                     statement.execute(&mut *tx).await?;
+                }
+                if $index == EntityIndex::Tokens {
+                    let named: Vec<(i64, &crate::domain::record::Prepared)> = done
+                        .iter()
+                        .filter_map(|&i| Some((seqs[i]?, writes[i].prepared.as_ref()?)))
+                        .filter(|(_, p)| !p.persons.is_empty())
+                        .collect();
+                    for chunk in named.chunks(ROWS_PER_STATEMENT) {
+                        let sql = format!(
+                            "INSERT INTO record_person_tokens (rowid, tokens) VALUES {}",
+                            values_list(chunk.len(), 2, $placeholders)
+                        );
+                        let mut statement = sqlx::query(AssertSqlSafe(sql));
+                        for (seq, p) in chunk {
+                            let tokens: Vec<String> = p.persons.iter().flat_map(person_tokens).collect();
+                            statement = statement.bind(*seq).bind(tokens.join(" "));
+                        }
+                        statement.execute(&mut *tx).await?;
+                    }
                 }
                 for chunk in done.chunks(ROWS_PER_STATEMENT) {
                     let sql = format!(
@@ -613,8 +655,8 @@ macro_rules! sql_store {
                         text.newest_first
                     }
                     Match::Selectors(selectors) => {
-                        match $selectors {
-                            SelectorIndex::Rows => {
+                        match $index {
+                            EntityIndex::Rows => {
                                 sql.push(
                                     &format!("SELECT {COLUMNS} FROM records r WHERE r.seq IN (SELECT s.record_seq FROM record_selectors s WHERE "),
                                     [],
@@ -629,13 +671,13 @@ macro_rules! sql_store {
                                     );
                                 }
                             }
-                            SelectorIndex::Tokens => {
+                            EntityIndex::Tokens => {
                                 sql.push(
                                     &format!(
                                         "SELECT {COLUMNS} FROM records r WHERE r.seq IN (SELECT rowid FROM record_selector_tokens \
                                          WHERE record_selector_tokens MATCH ?"
                                     ),
-                                    [Bind::Text(selector_token_query(selectors))],
+                                    [Bind::Text(any_token(selectors.iter().map(selector_token)))],
                                 );
                             }
                         }
@@ -643,10 +685,17 @@ macro_rules! sql_store {
                         "r.report_us DESC, r.id"
                     }
                     Match::Person { surname, given, middle, suffix, birth_date } => {
-                        sql.push(
-                            &format!("SELECT {COLUMNS} FROM records r WHERE r.seq IN (SELECT p.record_seq FROM record_persons p WHERE p.surname = ?"),
-                            [Bind::Text(surname.clone())],
-                        );
+                        sql.push(&format!("SELECT {COLUMNS} FROM records r WHERE r.seq IN (SELECT p.record_seq FROM record_persons p WHERE "), []);
+                        if $index == EntityIndex::Tokens {
+                            // The records holding the most specific token of the name, then their rows.
+                            let person = IndexedPerson { surname: surname.clone(), given: given.clone(), ..IndexedPerson::default() };
+                            let most_specific = person_tokens(&person).last();
+                            sql.push(
+                                "p.record_seq IN (SELECT rowid FROM record_person_tokens WHERE record_person_tokens MATCH ?) AND ",
+                                [Bind::Text(any_token(most_specific))],
+                            );
+                        }
+                        sql.push("p.surname = ?", [Bind::Text(surname.clone())]);
                         for (column, value) in [("p.given", given), ("p.middle", middle), ("p.suffix", suffix)] {
                             if !value.is_empty() {
                                 sql.push(&format!(" AND {column} = ?"), [Bind::Text(value.clone())]);
@@ -799,8 +848,9 @@ macro_rules! sql_store {
                         .fetch_optional(&mut *tx)
                         .await?;
                     if let Some(seq) = seq {
-                        sqlx::query(delete_selectors($selectors)).bind(seq).execute(&mut *tx).await?;
-                        sqlx::query("DELETE FROM record_persons WHERE record_seq = $1").bind(seq).execute(&mut *tx).await?;
+                        for statement in delete_index_entries($index) {
+                            sqlx::query(*statement).bind(seq).execute(&mut *tx).await?;
+                        }
                     }
                     sqlx::query("DELETE FROM record_versions WHERE record_id = $1").bind(id).execute(&mut *tx).await?;
                     sqlx::query("DELETE FROM records WHERE id = $1").bind(id).execute(&mut *tx).await?;
@@ -884,7 +934,7 @@ sql_store!(
     begin_sqlite,
     interlock_storage::sqlite_writer,
     SQLITE_TEXT,
-    SelectorIndex::Tokens,
+    EntityIndex::Tokens,
     Placeholders::Anonymous
 );
 sql_store!(
@@ -894,7 +944,7 @@ sql_store!(
     begin_postgres,
     interlock_storage::postgres_writer,
     POSTGRES_TEXT,
-    SelectorIndex::Rows,
+    EntityIndex::Rows,
     Placeholders::Numbered
 );
 
@@ -902,9 +952,9 @@ sql_store!(
 mod tests {
     use super::*;
 
-    /// Migration 0004 computes the tokens of the rows it carries over in SQL; both must agree.
+    /// Migrations 0004 and 0005 compute the tokens of the rows they carry over in SQL; both must agree.
     #[tokio::test]
-    async fn selector_tokens_match_the_migration_s_sql() {
+    async fn tokens_match_the_migrations_sql() {
         let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
         for (kind, region, value) in
             [(1, "", "+12145550147"), (3, "TX", "calle 5 de mayo 12, ñuñoa"), (9, "", "")]
@@ -918,6 +968,19 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(selector_token(&selector), in_sql);
+        }
+        for (surname, given) in [("garcia", "jose"), ("núñez", ""), ("o'brien", "mary ann")] {
+            let person =
+                IndexedPerson { surname: surname.into(), given: given.into(), ..IndexedPerson::default() };
+            let in_sql: Vec<String> = sqlx::query_scalar(
+                "SELECT 's' || hex(?1) UNION ALL SELECT 'g' || hex(?1 || ':' || ?2) WHERE ?2 <> ''",
+            )
+            .bind(surname)
+            .bind(given)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            assert_eq!(person_tokens(&person).collect::<Vec<_>>(), in_sql);
         }
     }
 }

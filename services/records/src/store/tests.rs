@@ -204,3 +204,77 @@ async fn searches_by_selector_person_and_full_text() {
         assert_eq!((counts[0].owner.as_str(), counts[0].records), ("DEA", 1));
     }
 }
+
+#[tokio::test]
+async fn person_search_matches_the_name_parts_given_and_a_birth_date_prefix() {
+    use interlock_api::common::v1::{Date, Person, PersonName};
+    use interlock_api::records::v1::{EntityRole, RecordPerson};
+    let named = |number: &str, given: &str, surname: &str, born: Option<(i32, i32, i32)>| {
+        let mut record = input(number, "Interview", "(214) 555-0100");
+        record.persons = vec![RecordPerson {
+            entity_id: "p".into(),
+            person: Some(Person {
+                name: Some(PersonName { given: given.into(), surname: surname.into(), ..Default::default() }),
+                birth_date: born.map(|(year, month, day)| Date { year, month, day }),
+                ..Default::default()
+            }),
+            role: EntityRole::Suspect as i32,
+            aliases: vec![],
+        }];
+        record
+    };
+    let jose_1970 = named("ICE-1", "José", "García", Some((1970, 3, 2)));
+    let maria = named("ICE-2", "Maria", "Garcia", None);
+    let jose_1985 = named("ICE-3", "Jose", "Garcia", Some((1985, 1, 1)));
+    // The query parts in their normalised form, as the API hands them to the store.
+    let indexed = prepare(&jose_1970, None, NOW).expect("valid record").persons;
+    let (garcia, jose) = (indexed[0].surname.clone(), indexed[0].given.clone());
+    let maria_given = prepare(&maria, None, NOW).expect("valid record").persons[0].given.clone();
+    let person = |given: &str, birth_date: &str| Match::Person {
+        surname: garcia.clone(),
+        given: given.into(),
+        middle: String::new(),
+        suffix: String::new(),
+        birth_date: birth_date.into(),
+    };
+
+    for (_db, store) in each_store().await {
+        let batch = audited(
+            vec![
+                write("r1", "ICE", &jose_1970, None),
+                write("r2", "ICE", &maria, None),
+                write("r3", "ICE", &jose_1985, None),
+            ],
+            NOW,
+        );
+        store.write(batch).await.unwrap();
+        let found = |query: Match| {
+            let store = store.clone();
+            async move {
+                let mut ids: Vec<String> = store
+                    .search(&query, &SearchFilter::default(), NOW, 0, 10)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| r.id)
+                    .collect();
+                ids.sort();
+                ids
+            }
+        };
+        assert_eq!(found(person("", "")).await, ["r1", "r2", "r3"]);
+        assert_eq!(found(person(&jose, "")).await, ["r1", "r3"]);
+        assert_eq!(found(person(&jose, "1970")).await, ["r1"]);
+        assert_eq!(found(person(&jose, "1985-01")).await, ["r3"]);
+        // A person whose date of birth is unknown matches any date.
+        assert_eq!(found(person(&maria_given, "1970")).await, ["r2"]);
+        assert!(found(person("pedro", "")).await.is_empty());
+
+        // An update re-indexes the names: r3 is no longer a García.
+        let renamed = named("ICE-3", "Jose", "Lopez", Some((1985, 1, 1)));
+        store.write(audited(vec![write("r3", "ICE", &renamed, Some(1))], NOW + 1)).await.unwrap();
+        assert_eq!(found(person(&jose, "")).await, ["r1"]);
+        store.purge(&["r1".into()], vec![]).await.unwrap();
+        assert!(found(person(&jose, "")).await.is_empty());
+    }
+}
