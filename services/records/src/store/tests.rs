@@ -278,3 +278,70 @@ async fn person_search_matches_the_name_parts_given_and_a_birth_date_prefix() {
         assert!(found(person(&jose, "")).await.is_empty());
     }
 }
+
+/// Migrations 0004 and 0005 carry a populated SQLite database's selector and person rows over
+/// to tokens: what was found before is found after.
+#[tokio::test]
+async fn sqlite_index_rows_written_before_the_tokens_are_still_found() {
+    use interlock_storage::Database;
+    let database = TestDatabase::sqlite();
+    let Database::Sqlite(pool) =
+        interlock_storage::Database::open(database.url(), &interlock_storage::Migrations::NONE)
+            .await
+            .unwrap()
+    else {
+        panic!("a SQLite URL opened another backend");
+    };
+    MIGRATIONS.sqlite.run_to(3, &pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO records (seq, id, owner, record_number, category, sensitivity, caveats, title, narrative, \
+         report_us, occur_us, review_by_us, version, deleted, create_us, update_us, content_hash, doc) \
+         VALUES (7, 'r7', 'ICE', 'ICE-7', 1, 1, 0, 'Old', 'Carried over', ?1, ?1, ?2, 1, 0, ?1, ?1, 'h', x'')",
+    )
+    .bind(NOW)
+    .bind(NOW + 1_000_000_000)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO record_selectors (value, kind, region, record_seq) VALUES ('+12145550147', 1, '', 7), ('ana@example.org', 2, '', 7)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO record_persons (surname, given, middle, suffix, birth_date, record_seq) \
+         VALUES ('garcia', 'jose', '', '', '1970-03-02', 7), ('garcia', '', '', '', '', 7)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    MIGRATIONS.sqlite.run(&pool).await.unwrap();
+
+    let store = on(Database::Sqlite(pool));
+    let everyone = SearchFilter::default();
+    let selector = |kind: SelectorKind, value: &str| {
+        Match::Selectors(vec![IndexedSelector {
+            kind: kind as i32,
+            region: String::new(),
+            value: value.into(),
+        }])
+    };
+    let person = |given: &str, birth_date: &str| Match::Person {
+        surname: "garcia".into(),
+        given: given.into(),
+        middle: String::new(),
+        suffix: String::new(),
+        birth_date: birth_date.into(),
+    };
+    for query in [
+        selector(SelectorKind::Phone, "+12145550147"),
+        selector(SelectorKind::Email, "ana@example.org"),
+        person("", ""),
+        person("jose", "1970-03"),
+    ] {
+        let found = store.search(&query, &everyone, NOW, 0, 10).await.unwrap();
+        assert_eq!(found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r7"], "{query:?}");
+    }
+    for query in [selector(SelectorKind::Phone, "+12145550148"), person("maria", "")] {
+        assert!(store.search(&query, &everyone, NOW, 0, 10).await.unwrap().is_empty(), "{query:?}");
+    }
+}
