@@ -13,33 +13,39 @@
 //! every example number of the metadata and on variants of each.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{LazyLock, RwLock};
 
 use phonenumber::metadata::{DATABASE, Descriptor};
 use phonenumber::{Metadata, PhoneNumber};
 use regex::Regex;
 
 /// Compiled patterns, keyed by where the pattern's text lives in the crate's static metadata
-/// (address and length).
-type Compiled = HashMap<(usize, usize), Arc<Regex>>;
+/// (address and length). Each is compiled once per process and never freed (there are a few
+/// thousand at most), so a lookup hands out a plain reference.
+type Compiled = HashMap<(usize, usize), &'static Regex>;
 
 static COMPILED: LazyLock<RwLock<Compiled>> = LazyLock::new(Default::default);
 
-/// `pattern` (a pattern of the static metadata) compiled as the crate compiles it: whitespace in
-/// patterns is ignored.
-fn compiled(pattern: &'static str) -> Option<Arc<Regex>> {
+/// `pattern` (a pattern of the static metadata) compiled as the crate compiles it (whitespace in
+/// patterns is ignored), anchored at the start: the crate asks whether the leftmost match starts
+/// at the first character, which is whether an anchored search matches, and an anchored search
+/// gives up at the first character that cannot start a match (numbers of 40 countries: 3.6 ->
+/// 3.1 µs each in `phone-bench`).
+fn compiled(pattern: &'static str) -> Option<&'static Regex> {
     let key = (pattern.as_ptr() as usize, pattern.len());
     if let Some(regex) = COMPILED.read().ok()?.get(&key) {
-        return Some(regex.clone());
+        return Some(*regex);
     }
-    let regex = Arc::new(regex::RegexBuilder::new(pattern).ignore_whitespace(true).build().ok()?);
-    COMPILED.write().ok()?.insert(key, regex.clone());
-    Some(regex)
+    // The newline ends a `#` comment, should a pattern ever hold one, before the group closes.
+    let anchored = format!("^(?:{pattern}\n)");
+    let built = regex::RegexBuilder::new(&anchored).ignore_whitespace(true).build().ok()?;
+    let mut compiled = COMPILED.write().ok()?;
+    Some(*compiled.entry(key).or_insert_with(|| Box::leak(Box::new(built))))
 }
 
 /// Whether `pattern` matches at the start of `value`, as the crate tests patterns.
 fn matches_at_start(pattern: &'static str, value: &str) -> bool {
-    compiled(pattern).is_some_and(|regex| regex.find(value).is_some_and(|found| found.start() == 0))
+    compiled(pattern).is_some_and(|regex| regex.is_match(value))
 }
 
 fn describes(descriptor: &'static Descriptor, national: &str) -> bool {
