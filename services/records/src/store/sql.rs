@@ -434,49 +434,28 @@ macro_rules! sql_store {
                 // Index rows, versions and audit events of the successful writes, in write order,
                 // as multi-row INSERTs.
                 let done: Vec<usize> = (0..writes.len()).filter(|&i| results[i].is_some()).collect();
-                let indexed: Vec<(i64, &crate::domain::record::Prepared)> = done
-                    .iter()
-                    .filter_map(|&i| Some((seqs[i]?, writes[i].prepared.as_ref()?)))
-                    .filter(|(_, p)| !p.selectors.is_empty())
-                    .collect();
-                match $index {
-                    EntityIndex::Rows => {
-                        let selectors: Vec<(i64, &IndexedSelector)> = indexed
-                            .iter()
-                            .flat_map(|(seq, p)| p.selectors.iter().map(move |s| (*seq, s)))
-                            .collect();
-                        for chunk in selectors.chunks(ROWS_PER_STATEMENT) {
-                            let sql = format!(
-                                "INSERT INTO record_selectors (record_seq, kind, region, value) VALUES {}",
-                                values_list(chunk.len(), 4, $placeholders)
-                            );
-                            let mut statement = sqlx::query(AssertSqlSafe(sql));
-                            for (seq, s) in chunk {
-                                statement = statement.bind(*seq).bind(i64::from(s.kind)).bind(&s.region).bind(&s.value);
-                            }
-                            statement.execute(&mut *tx).await?;
+                // The content of each write that stored one (deletions index nothing).
+                let indexed: Vec<(i64, &crate::domain::record::Prepared)> =
+                    done.iter().filter_map(|&i| Some((seqs[i]?, writes[i].prepared.as_ref()?))).collect();
+                if $index == EntityIndex::Rows {
+                    let selectors: Vec<(i64, &IndexedSelector)> = indexed
+                        .iter()
+                        .flat_map(|(seq, p)| p.selectors.iter().map(move |s| (*seq, s)))
+                        .collect();
+                    for chunk in selectors.chunks(ROWS_PER_STATEMENT) {
+                        let sql = format!(
+                            "INSERT INTO record_selectors (record_seq, kind, region, value) VALUES {}",
+                            values_list(chunk.len(), 4, $placeholders)
+                        );
+                        let mut statement = sqlx::query(AssertSqlSafe(sql));
+                        for (seq, s) in chunk {
+                            statement = statement.bind(*seq).bind(i64::from(s.kind)).bind(&s.region).bind(&s.value);
                         }
-                    }
-                    EntityIndex::Tokens => {
-                        for chunk in indexed.chunks(ROWS_PER_STATEMENT) {
-                            let sql = format!(
-                                "INSERT INTO record_selector_tokens (rowid, tokens) VALUES {}",
-                                values_list(chunk.len(), 2, $placeholders)
-                            );
-                            let mut statement = sqlx::query(AssertSqlSafe(sql));
-                            for (seq, p) in chunk {
-                                let tokens: Vec<String> = p.selectors.iter().map(selector_token).collect();
-                                statement = statement.bind(*seq).bind(tokens.join(" "));
-                            }
-                            statement.execute(&mut *tx).await?;
-                        }
+                        statement.execute(&mut *tx).await?;
                     }
                 }
-                let persons: Vec<(i64, &crate::domain::record::IndexedPerson)> = done
-                    .iter()
-                    .filter_map(|&i| Some((seqs[i]?, writes[i].prepared.as_ref()?)))
-                    .flat_map(|(seq, p)| p.persons.iter().map(move |person| (seq, person)))
-                    .collect();
+                let persons: Vec<(i64, &IndexedPerson)> =
+                    indexed.iter().flat_map(|(seq, p)| p.persons.iter().map(move |person| (*seq, person))).collect();
                 for chunk in persons.chunks(ROWS_PER_STATEMENT) {
                     let sql = format!(
                         "INSERT INTO record_persons (record_seq, surname, given, middle, suffix, birth_date) VALUES {}",
@@ -495,22 +474,28 @@ macro_rules! sql_store {
                     statement.execute(&mut *tx).await?;
                 }
                 if $index == EntityIndex::Tokens {
-                    let named: Vec<(i64, &crate::domain::record::Prepared)> = done
-                        .iter()
-                        .filter_map(|&i| Some((seqs[i]?, writes[i].prepared.as_ref()?)))
-                        .filter(|(_, p)| !p.persons.is_empty())
-                        .collect();
-                    for chunk in named.chunks(ROWS_PER_STATEMENT) {
-                        let sql = format!(
-                            "INSERT INTO record_person_tokens (rowid, tokens) VALUES {}",
-                            values_list(chunk.len(), 2, $placeholders)
-                        );
-                        let mut statement = sqlx::query(AssertSqlSafe(sql));
-                        for (seq, p) in chunk {
-                            let tokens: Vec<String> = p.persons.iter().flat_map(person_tokens).collect();
-                            statement = statement.bind(*seq).bind(tokens.join(" "));
+                    // One row of tokens per record and table, for the records that have any.
+                    let token_rows = |tokens_of: fn(&crate::domain::record::Prepared) -> Vec<String>| -> Vec<(i64, String)> {
+                        indexed
+                            .iter()
+                            .map(|(seq, p)| (*seq, tokens_of(p)))
+                            .filter(|(_, tokens)| !tokens.is_empty())
+                            .map(|(seq, tokens)| (seq, tokens.join(" ")))
+                            .collect()
+                    };
+                    let tables = [
+                        ("record_selector_tokens", token_rows(|p| p.selectors.iter().map(selector_token).collect())),
+                        ("record_person_tokens", token_rows(|p| p.persons.iter().flat_map(person_tokens).collect())),
+                    ];
+                    for (table, rows) in tables {
+                        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                            let sql = format!("INSERT INTO {table} (rowid, tokens) VALUES {}", values_list(chunk.len(), 2, $placeholders));
+                            let mut statement = sqlx::query(AssertSqlSafe(sql));
+                            for (seq, tokens) in chunk {
+                                statement = statement.bind(*seq).bind(tokens);
+                            }
+                            statement.execute(&mut *tx).await?;
                         }
-                        statement.execute(&mut *tx).await?;
                     }
                 }
                 for chunk in done.chunks(ROWS_PER_STATEMENT) {
