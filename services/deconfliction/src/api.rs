@@ -723,9 +723,12 @@ impl DeconflictionService for DeconflictionApi {
         let mut operation_results = Vec::new();
         let mut any_conflict = false;
         if request.validate_only {
-            let mut all_hits = Vec::new();
-            for registration in &submitted {
-                let hits = self.service.check(registration).await.map_err(Status::from)?;
+            let checked = self
+                .service
+                .dry_run(&caller, &format!("{SERVICE}CheckCase"), &submitted)
+                .await
+                .map_err(Status::from)?;
+            for (registration, hits) in submitted.iter().zip(checked) {
                 any_conflict |= !hits.is_empty();
                 let status = if hits.is_empty() {
                     ReceiptStatus::CheckedWithoutConflict
@@ -733,15 +736,12 @@ impl DeconflictionService for DeconflictionApi {
                     ReceiptStatus::CheckedWithConflict
                 };
                 // A dry run stores no conflict; it shows who to call.
-                let conflicts: Vec<Conflict> =
-                    hits.iter().map(|hit| Conflict::found(registration, hit, now)).collect();
                 let own = Arc::new(registration.clone());
-                let rendered = conflicts
+                let rendered = hits
                     .iter()
-                    .zip(&hits)
-                    .map(|(conflict, hit)| {
+                    .map(|hit| {
                         render::conflict(
-                            conflict,
+                            &Conflict::found(registration, hit, now),
                             0,
                             Some(&caller.agency),
                             &[Some(hit.other.clone()), Some(own.clone())],
@@ -760,12 +760,7 @@ impl DeconflictionService for DeconflictionApi {
                         conflicts: rendered,
                     }),
                 }
-                all_hits.extend(hits);
             }
-            self.service
-                .record_check(&caller, &format!("{SERVICE}CheckCase"), &all_hits)
-                .await
-                .map_err(Status::from)?;
         } else {
             let batch = submitted.into_iter().map(|registration| (registration, None, None)).collect();
             let registered = self

@@ -57,7 +57,7 @@ pub struct Deconfliction {
     catch_ups_done: AtomicU64,
     /// The group commit of dry-run check records: each check's record, watch events and audit
     /// events are durable before its answer, and concurrent checks share one transaction.
-    checks: GroupCommit<CheckRecord, Error>,
+    checks: GroupCommit<CheckRecord, Error, bool>,
 }
 
 /// One registration to make, with what it found.
@@ -169,13 +169,6 @@ impl Deconfliction {
 
     pub async fn registration(&self, id: i64) -> Option<Arc<Registration>> {
         self.index.read().await.index.get(id).cloned()
-    }
-
-    /// Conflicts `candidate` would have now, without registering it.
-    pub async fn check(&self, candidate: &Registration) -> Result<Vec<Hit>> {
-        self.catch_up().await?;
-        let state = self.index.read().await;
-        Ok(state.index.conflicts(candidate, self.config.rules.person_score_threshold, now_micros()))
     }
 
     /// Registers (or re-registers, when `expected_revision` is set) each registration and the
@@ -301,12 +294,59 @@ impl Deconfliction {
         events
     }
 
-    /// Records a dry-run check: the other sides of its hits are told someone checked (so nobody
-    /// probes quietly), and the check is audited.
-    pub async fn record_check(&self, caller: &Caller, method: &str, hits: &[Hit]) -> Result<()> {
+    /// The conflicts each candidate would have now, without registering them (a dry run): the
+    /// other sides of the hits are told someone checked (so nobody probes quietly), and the check
+    /// is audited, durably before the answer.
+    ///
+    /// The hits are decided against the index as it is, with no feed read first: the check's own
+    /// transaction (shared with concurrent checks) records it only if no registration committed
+    /// that the index lacks, which proves the index held everything committed before the call.
+    /// Otherwise the check catches up and is decided again. One database round trip per wave of
+    /// checks, not two.
+    pub async fn dry_run(
+        &self,
+        caller: &Caller,
+        method: &str,
+        candidates: &[Registration],
+    ) -> Result<Vec<Vec<Hit>>> {
+        for attempt in 0..STALE_RETRIES {
+            if attempt > 0 {
+                self.catch_up().await?;
+            }
+            let (hits, index_revision) = {
+                let state = self.index.read().await;
+                let now = now_micros();
+                let threshold = self.config.rules.person_score_threshold;
+                let hits: Vec<Vec<Hit>> = candidates
+                    .iter()
+                    .map(|candidate| state.index.conflicts(candidate, threshold, now))
+                    .collect();
+                (hits, state.revision)
+            };
+            let record = self.check_record(caller, method, hits.iter().flatten(), index_revision);
+            let recorded = self.checks.commit(record).await.map_err(|error| match error {
+                GroupCommitError::Failed(error) => Error::GroupCommit(error),
+                GroupCommitError::Stopped => {
+                    Error::GroupCommit(Arc::new(Error::Corrupt("the check recorder stopped".into())))
+                }
+            })?;
+            if recorded {
+                return Ok(hits);
+            }
+        }
+        Err(Error::Stale)
+    }
+
+    fn check_record<'a>(
+        &self,
+        caller: &Caller,
+        method: &str,
+        hits: impl Iterator<Item = &'a Hit> + Clone,
+        index_revision: i64,
+    ) -> CheckRecord {
         let now = now_micros();
         let events = hits
-            .iter()
+            .clone()
             .map(|hit| Event {
                 sequence: 0,
                 audience: hit.other.agency.clone(),
@@ -315,24 +355,23 @@ impl Deconfliction {
                 actor_agency: caller.agency.clone(),
                 time_us: now,
             })
-            .collect();
+            .collect::<Vec<_>>();
         // One event per check, naming every registration it matched (owners: their agencies, so
         // each side finds the check in its log): a dry run stores no conflict to audit apart.
         let mut event = self
             .audit(method, Action::DeconflictionCheck, caller)
-            .detail("hits", hits.len().to_string())
+            .detail("hits", events.len().to_string())
             .detail("validate_only", "true");
         for hit in hits {
             event = event.resource(hit.other.number.clone(), vec![format!("agencies/{}", hit.other.agency)]);
         }
-        let audit = vec![event.encode()];
-        let record = CheckRecord { agency: caller.agency.clone(), time_us: now, events, audit };
-        self.checks.commit(record).await.map_err(|error| match error {
-            GroupCommitError::Failed(error) => Error::GroupCommit(error),
-            GroupCommitError::Stopped => {
-                Error::GroupCommit(Arc::new(Error::Corrupt("the check recorder stopped".into())))
-            }
-        })
+        CheckRecord {
+            agency: caller.agency.clone(),
+            time_us: now,
+            index_revision,
+            events,
+            audit: vec![event.encode()],
+        }
     }
 
     /// Audits notifications a watch stream is about to deliver, durably before they are sent:

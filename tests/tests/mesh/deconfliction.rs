@@ -21,6 +21,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic_types::StatusExt;
 
 const MESH_SECRET: &str = "ilk_deconfliction-test-mesh";
+/// The digest key every replica of a hub shares (as a Kubernetes Secret would give it them).
+const DECONFLICTION_KEY: &str = "5e1ec7025e1ec7025e1ec7025e1ec7025e1ec7025e1ec7025e1ec7025e1ec702";
 
 struct Hub {
     registry: TestServer,
@@ -31,7 +33,13 @@ struct Hub {
 impl Hub {
     async fn start(database: TestDatabase, escalation_seconds: &str) -> Self {
         let registry = TestServer::start(&["--service", "registry", "--mesh-secret", MESH_SECRET]).await;
-        let deconfliction = TestServer::start(&[
+        let deconfliction = Self::replica(&registry, &database, escalation_seconds).await;
+        Self { registry, deconfliction, database }
+    }
+
+    /// A deconfliction server on the hub's database (the hub's own, or another replica).
+    async fn replica(registry: &TestServer, database: &TestDatabase, escalation_seconds: &str) -> TestServer {
+        TestServer::start(&[
             "--service",
             "deconfliction",
             "--database-url",
@@ -42,9 +50,10 @@ impl Hub {
             MESH_SECRET,
             "--escalation-after-seconds",
             escalation_seconds,
+            "--deconfliction-key",
+            DECONFLICTION_KEY,
         ])
-        .await;
-        Self { registry, deconfliction, database }
+        .await
     }
 
     async fn agency(&self, code: &str) -> DeconflictionServiceClient<AuthedChannel> {
@@ -197,6 +206,42 @@ async fn target_hits_exact_and_fuzzy_in_both_directions_with_who_to_call() {
         let foreign =
             ice.get_target(GetTargetRequest { name: format!("targets/{dea_number}") }).await.unwrap_err();
         assert_eq!(foreign.code(), Code::NotFound);
+    }
+}
+
+/// A dry run is decided against the replica's in-memory index, which learns of other replicas'
+/// registrations by polling: the check must still find one committed a moment before it.
+#[tokio::test]
+async fn a_check_on_one_replica_finds_what_another_just_registered() {
+    for database in TestDatabase::each_backend().await {
+        let hub = Hub::start(database, "1800").await;
+        let other = Hub::replica(&hub.registry, &hub.database, "1800").await;
+        let ice = enroll_agency(&hub.registry, "ICE", "ICE (test)").await;
+        let mut ice =
+            DeconflictionServiceClient::new(ice.channel(&hub.registry, &other.url(), "case-agent").await);
+        let mut dea = hub.agency("DEA").await;
+        // Several rounds, each checked straight after the registration: a replica that answered
+        // from its index without proving it current would miss most of them.
+        for round in 0..5 {
+            let number = format!("(214) 555-01{round:02}");
+            let created =
+                create_target(&mut ice, target(&format!("ICE-{round}"), vec![phone(&number)], vec![])).await;
+            let check = dea
+                .check_case(CheckCaseRequest {
+                    case_reference: "DEA-1".into(),
+                    targets: vec![target("", vec![phone(&number)], vec![])],
+                    validate_only: true,
+                    ..CheckCaseRequest::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(check.status, ReceiptStatus::CheckedWithConflict as i32, "round {round}");
+            assert_eq!(
+                other_party(&check.target_results[0].conflicts[0]).deconfliction_number,
+                created.target.unwrap().deconfliction_number
+            );
+        }
     }
 }
 

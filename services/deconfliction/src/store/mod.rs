@@ -56,12 +56,13 @@ pub struct Event {
     pub time_us: i64,
 }
 
-/// A dry-run check to record: the agency that checked, when, the watch events its hits caused
-/// and its audit events.
+/// A dry-run check to record: the agency that checked, when, the index revision its hits were
+/// decided against, the watch events its hits caused and its audit events.
 #[derive(Clone, Debug)]
 pub struct CheckRecord {
     pub agency: String,
     pub time_us: i64,
+    pub index_revision: i64,
     pub events: Vec<Event>,
     pub audit: Vec<(String, Vec<u8>)>,
 }
@@ -127,8 +128,10 @@ pub trait DeconflictionStore: Send + Sync + 'static {
     ) -> Result<i64>;
 
     /// Records checks that registered nothing, with the events their hits caused, all in one
-    /// transaction (the group commit of concurrent checks).
-    async fn record_checks(&self, checks: Vec<CheckRecord>) -> Result<()>;
+    /// transaction (the group commit of concurrent checks): only the checks decided against the
+    /// latest index revision the transaction sees, so a recorded check missed nothing committed
+    /// before it. Answers, per check, whether it was recorded (`false`: decide it again).
+    async fn record_checks(&self, checks: Vec<CheckRecord>) -> Result<Vec<bool>>;
 
     /// Queues audit events of an action that writes nothing else (a watch delivery).
     async fn record_audit(&self, audit: Vec<(String, Vec<u8>)>) -> Result<()>;

@@ -291,18 +291,28 @@ macro_rules! sql_store {
                 Ok(expected_revision + 1)
             }
 
-            async fn record_checks(&self, checks: Vec<CheckRecord>) -> Result<()> {
+            async fn record_checks(&self, checks: Vec<CheckRecord>) -> Result<Vec<bool>> {
                 if checks.is_empty() {
-                    return Ok(());
+                    return Ok(Vec::new());
                 }
+                // `$begin` locks the feed, so no registration commits between this read and ours.
                 let mut tx = $begin(&self.writer).await?;
+                let latest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM index_changes")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let recorded: Vec<bool> = checks.iter().map(|check| check.index_revision >= latest).collect();
+                let checks: Vec<CheckRecord> =
+                    checks.into_iter().zip(&recorded).filter(|(_, recorded)| **recorded).map(|(check, _)| check).collect();
+                if checks.is_empty() {
+                    return Ok(recorded);
+                }
                 insert_checks(&mut tx, &checks).await?;
                 let events: Vec<&Event> = checks.iter().flat_map(|check| &check.events).collect();
                 insert_events(&mut tx, &events).await?;
                 let audit: Vec<(String, Vec<u8>)> = checks.into_iter().flat_map(|check| check.audit).collect();
                 insert_audit(&mut tx, &audit).await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(recorded)
             }
 
             async fn record_audit(&self, audit: Vec<(String, Vec<u8>)>) -> Result<()> {

@@ -499,9 +499,14 @@ async fn watch_events_replay_per_audience_from_a_cursor() {
             actor_agency: "ATF".into(),
             time_us,
         };
-        let check =
-            CheckRecord { agency: "ATF".into(), time_us: NOW, events: vec![hit("DEA", NOW)], audit: vec![] };
-        store.record_checks(vec![check]).await.unwrap();
+        let check = CheckRecord {
+            agency: "ATF".into(),
+            time_us: NOW,
+            index_revision: store.latest_index_revision().await.unwrap(),
+            events: vec![hit("DEA", NOW)],
+            audit: vec![],
+        };
+        assert_eq!(store.record_checks(vec![check]).await.unwrap(), [true]);
 
         let all = store.events_after("DEA", 0, 10).await.unwrap();
         assert_eq!(kinds(&all), [(DETECTED, "ICE"), (DETECTED, "FBI"), (CHECK_HIT, "ATF")]);
@@ -526,6 +531,7 @@ async fn checks_are_counted_per_agency_and_period_with_their_events_and_audit() 
         let check = |agency: &str, time_us: i64, hits: &[&str]| CheckRecord {
             agency: agency.into(),
             time_us,
+            index_revision: 0,
             events: hits
                 .iter()
                 .map(|audience| Event {
@@ -569,6 +575,19 @@ async fn checks_are_counted_per_agency_and_period_with_their_events_and_audit() 
         // A check records nothing in the registrations or the index feed.
         assert_eq!(store.latest_index_revision().await.unwrap(), 0);
 
+        // A check decided against an index behind the feed is not recorded (its caller decides
+        // it again), while the current one sharing its commit is.
+        commit(&store, vec![new(target("FBI", "FBI-1", 9))]).await;
+        let stale = check("FBI", NOW, &["ICE"]);
+        let current = CheckRecord { index_revision: 1, ..check("ATF", NOW, &["ICE"]) };
+        assert_eq!(store.record_checks(vec![stale, current]).await.unwrap(), [false, true]);
+        assert_eq!(store.count_checks("FBI", 0, i64::MAX).await.unwrap(), 0);
+        assert_eq!(store.count_checks("ATF", 0, i64::MAX).await.unwrap(), 1);
+        assert_eq!(
+            kinds(&store.events_after("ICE", 0, 10).await.unwrap()),
+            [(CHECK_HIT, "DEA"), (CHECK_HIT, "ATF")]
+        );
+
         store.record_audit(vec![audit("watch-delivery")]).await.unwrap();
         let queued: Vec<Vec<u8>> =
             outbox(&db).await.pending(10).await.unwrap().into_iter().map(|(_, event)| event).collect();
@@ -579,6 +598,7 @@ async fn checks_are_counted_per_agency_and_period_with_their_events_and_audit() 
             format!("check-DEA-{}", NOW + 2 * HOUR),
             format!("check-DEA-{}", NOW + 2 * HOUR + 1),
             format!("check-DEA-{}", NOW + 2 * HOUR + 999_999),
+            format!("check-ATF-{NOW}"),
             "watch-delivery".into(),
         ]
         .into_iter()
