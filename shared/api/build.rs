@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not baked in with env!: cargo shares one compiled build script between
+    // checkouts of the same workspace that share a target directory.
+    let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let proto_root = proto_root.canonicalize()?;
     let mut files = Vec::new();
     collect_protos(&proto_root, &mut files)?;

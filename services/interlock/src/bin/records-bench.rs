@@ -220,7 +220,9 @@ async fn ingest(client: &mut RecordsServiceClient<Authed>, records: &[Record]) -
 }
 
 /// The same records rows, inserted bare: 100-row multi-row INSERTs, 1,000 rows a transaction,
-/// into a fresh database with the records schema (its indexes and full-text index included).
+/// into a fresh database with the records schema (its indexes and full-text index included: on
+/// SQLite the title and narrative go to the full-text table, not the row, as the store writes
+/// them).
 async fn bare_insert(url: &str, records: &[Record]) -> anyhow::Result<f64> {
     let database = Database::open(url, &interlock_records::MIGRATIONS).await?;
     let now = interlock_rpc::now_micros();
@@ -231,16 +233,19 @@ async fn bare_insert(url: &str, records: &[Record]) -> anyhow::Result<f64> {
         })
         .collect::<anyhow::Result<_>>()?;
     let ids: Vec<String> = (0..records.len()).map(|_| uuid::Uuid::now_v7().simple().to_string()).collect();
-    let columns = "INSERT INTO records (id, owner, record_number, category, sensitivity, caveats, title, narrative, \
-                   report_us, occur_us, review_by_us, version, deleted, create_us, update_us, content_hash, doc) VALUES ";
+    let text_in_row = matches!(database, Database::Postgres(_));
+    let columns = format!(
+        "INSERT INTO records (id, owner, record_number, category, sensitivity, caveats, {}report_us, occur_us, \
+         review_by_us, version, deleted, create_us, update_us, content_hash, doc) VALUES ",
+        if text_in_row { "title, narrative, " } else { "" }
+    );
     // Placeholders as the records store writes them: anonymous on SQLite (sqlx resolves a
     // numbered one by a linear scan in SQLite), numbered on PostgreSQL.
-    let numbered = matches!(database, Database::Postgres(_));
-    let values = |rows: usize| {
+    let values = |rows: usize, columns: usize| {
         (0..rows)
             .map(|r| {
-                let marks: Vec<String> = (1..=17)
-                    .map(|c| if numbered { format!("${}", r * 17 + c) } else { "?".to_owned() })
+                let marks: Vec<String> = (1..=columns)
+                    .map(|c| if text_in_row { format!("${}", r * columns + c) } else { "?".to_owned() })
                     .collect();
                 format!("({})", marks.join(", "))
             })
@@ -253,8 +258,11 @@ async fn bare_insert(url: &str, records: &[Record]) -> anyhow::Result<f64> {
             for (tx_rows, tx_ids) in prepared.chunks(1000).zip(ids.chunks(1000)) {
                 let mut tx = $pool.begin().await?;
                 for (rows, row_ids) in tx_rows.chunks(100).zip(tx_ids.chunks(100)) {
-                    let sql = format!("{columns}{}", values(rows.len()));
-                    let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    let sql = format!(
+                        "{columns}{} RETURNING seq",
+                        values(rows.len(), if text_in_row { 17 } else { 15 })
+                    );
+                    let mut statement = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
                     for (p, id) in rows.iter().zip(row_ids) {
                         statement = statement
                             .bind(id)
@@ -262,9 +270,11 @@ async fn bare_insert(url: &str, records: &[Record]) -> anyhow::Result<f64> {
                             .bind(&p.content.record_number)
                             .bind(i64::from(p.content.category))
                             .bind(i64::from(p.content.sensitivity))
-                            .bind(p.caveats_mask)
-                            .bind(&p.content.title)
-                            .bind(&p.content.narrative)
+                            .bind(p.caveats_mask);
+                        if text_in_row {
+                            statement = statement.bind(&p.content.title).bind(&p.content.narrative);
+                        }
+                        statement = statement
                             .bind(p.report_us)
                             .bind(p.occur_us)
                             .bind(p.review_by_us)
@@ -275,7 +285,20 @@ async fn bare_insert(url: &str, records: &[Record]) -> anyhow::Result<f64> {
                             .bind(&p.hash)
                             .bind(p.doc.as_slice());
                     }
-                    statement.execute(&mut *tx).await?;
+                    let seqs = statement.fetch_all(&mut *tx).await?;
+                    if !text_in_row {
+                        let sql = format!(
+                            "INSERT INTO records_text (rowid, title, narrative) VALUES {}",
+                            values(rows.len(), 3)
+                        );
+                        let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql));
+                        // RETURNING gives no row order guarantee; the text rows need not match
+                        // their records for a measure of cost, only be the same text.
+                        for (seq, p) in seqs.iter().zip(rows) {
+                            statement = statement.bind(seq).bind(&p.content.title).bind(&p.content.narrative);
+                        }
+                        statement.execute(&mut *tx).await?;
+                    }
                 }
                 tx.commit().await?;
             }

@@ -121,9 +121,9 @@ struct TextSearch {
 // each match probes `records` by its primary key; with `records` outside (say, for an owner
 // filter) every match would be sorted before the first row came back.
 const SQLITE_TEXT: TextSearch = TextSearch {
-    from: "records_fts CROSS JOIN records r ON r.seq = records_fts.rowid",
-    condition: "records_fts MATCH ?",
-    newest_first: "records_fts.rowid DESC",
+    from: "records_text CROSS JOIN records r ON r.seq = records_text.rowid",
+    condition: "records_text MATCH ?",
+    newest_first: "records_text.rowid DESC",
     render: to_fts5,
 };
 
@@ -141,8 +141,9 @@ enum EntityIndex {
     /// what searches look up (PostgreSQL).
     Rows,
     /// One FTS5 row per record in `record_selector_tokens` and `record_person_tokens`, holding its
-    /// [`selector_token`]s and [`person_tokens`], and the names in `record_persons` keyed by record
-    /// (SQLite: migrations 0004 and 0005 say why).
+    /// [`selector_token`]s and [`person_tokens`], the names in `record_persons` keyed by record,
+    /// and its title and narrative in `records_text` only, not in the records row (SQLite:
+    /// migrations 0004, 0005 and 0006 say why).
     Tokens,
 }
 
@@ -170,8 +171,8 @@ fn any_token(tokens: impl IntoIterator<Item = String>) -> String {
     tokens.into_iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(" OR ")
 }
 
-/// Statements deleting the index entries of the record `seq` (`$1`), before it is re-indexed or
-/// purged.
+/// Statements deleting the index entries of the record `seq` (`$1`), before it is re-indexed,
+/// deleted or purged (PostgreSQL's full-text index is a column of the records row).
 fn delete_index_entries(index: EntityIndex) -> &'static [&'static str] {
     match index {
         EntityIndex::Rows => &[
@@ -179,6 +180,7 @@ fn delete_index_entries(index: EntityIndex) -> &'static [&'static str] {
             "DELETE FROM record_persons WHERE record_seq = $1",
         ],
         EntityIndex::Tokens => &[
+            "DELETE FROM records_text WHERE rowid = $1",
             "DELETE FROM record_selector_tokens WHERE rowid = $1",
             "DELETE FROM record_person_tokens WHERE rowid = $1",
             "DELETE FROM record_persons WHERE record_seq = $1",
@@ -332,12 +334,15 @@ macro_rules! sql_store {
                 let creates: Vec<usize> = (0..writes.len())
                     .filter(|&i| writes[i].expected_version.is_none() && writes[i].prepared.is_some())
                     .collect();
+                // The text columns exist only where the row feeds the full-text index.
+                let text_in_row = $index == EntityIndex::Rows;
                 for chunk in creates.chunks(ROWS_PER_STATEMENT) {
                     let sql = format!(
-                        "INSERT INTO records (id, owner, record_number, category, sensitivity, caveats, title, \
-                         narrative, report_us, occur_us, review_by_us, version, deleted, create_us, update_us, \
+                        "INSERT INTO records (id, owner, record_number, category, sensitivity, caveats, {}\
+                         report_us, occur_us, review_by_us, version, deleted, create_us, update_us, \
                          content_hash, doc) VALUES {} ON CONFLICT (owner, record_number) DO NOTHING RETURNING id, seq",
-                        values_list(chunk.len(), 17, $placeholders)
+                        if text_in_row { "title, narrative, " } else { "" },
+                        values_list(chunk.len(), if text_in_row { 17 } else { 15 }, $placeholders)
                     );
                     let mut statement = sqlx::query(AssertSqlSafe(sql));
                     for &i in chunk {
@@ -348,9 +353,11 @@ macro_rules! sql_store {
                             .bind(&write.record_number)
                             .bind(i64::from(p.content.category))
                             .bind(i64::from(p.content.sensitivity))
-                            .bind(p.caveats_mask)
-                            .bind(&p.content.title)
-                            .bind(&p.content.narrative)
+                            .bind(p.caveats_mask);
+                        if text_in_row {
+                            statement = statement.bind(&p.content.title).bind(&p.content.narrative);
+                        }
+                        statement = statement
                             .bind(p.report_us)
                             .bind(p.occur_us)
                             .bind(p.review_by_us)
@@ -390,28 +397,33 @@ macro_rules! sql_store {
                     .execute(&mut *tx)
                     .await?;
                     let seq: Option<i64> = match &write.prepared {
-                        Some(p) => sqlx::query_scalar(
-                            "UPDATE records SET category = $1, sensitivity = $2, caveats = $3, title = $4, \
-                             narrative = $5, report_us = $6, occur_us = $7, review_by_us = $8, version = $9, \
-                             deleted = 0, update_us = $10, content_hash = $11, doc = $12 \
-                             WHERE id = $13 AND version = $14 RETURNING seq",
-                        )
-                        .bind(i64::from(p.content.category))
-                        .bind(i64::from(p.content.sensitivity))
-                        .bind(p.caveats_mask)
-                        .bind(&p.content.title)
-                        .bind(&p.content.narrative)
-                        .bind(p.report_us)
-                        .bind(p.occur_us)
-                        .bind(p.review_by_us)
-                        .bind(version)
-                        .bind(now)
-                        .bind(&p.hash)
-                        .bind(p.doc.as_slice())
-                        .bind(&write.id)
-                        .bind(expected)
-                        .fetch_optional(&mut *tx)
-                        .await?,
+                        Some(p) => {
+                            let sql = format!(
+                                "UPDATE records SET category = $1, sensitivity = $2, caveats = $3, report_us = $4, \
+                                 occur_us = $5, review_by_us = $6, version = $7, deleted = 0, update_us = $8, \
+                                 content_hash = $9, doc = $10{} WHERE id = $11 AND version = $12 RETURNING seq",
+                                if text_in_row { ", title = $13, narrative = $14" } else { "" }
+                            );
+                            let statement = sqlx::query_scalar(AssertSqlSafe(sql))
+                                .bind(i64::from(p.content.category))
+                                .bind(i64::from(p.content.sensitivity))
+                                .bind(p.caveats_mask)
+                                .bind(p.report_us)
+                                .bind(p.occur_us)
+                                .bind(p.review_by_us)
+                                .bind(version)
+                                .bind(now)
+                                .bind(&p.hash)
+                                .bind(p.doc.as_slice())
+                                .bind(&write.id)
+                                .bind(expected);
+                            let statement = if text_in_row {
+                                statement.bind(&p.content.title).bind(&p.content.narrative)
+                            } else {
+                                statement
+                            };
+                            statement.fetch_optional(&mut *tx).await?
+                        }
                         None => sqlx::query_scalar(
                             "UPDATE records SET version = $1, deleted = 1, update_us = $2 \
                              WHERE id = $3 AND version = $4 AND deleted = 0 RETURNING seq",
@@ -496,6 +508,17 @@ macro_rules! sql_store {
                             }
                             statement.execute(&mut *tx).await?;
                         }
+                    }
+                    for chunk in indexed.chunks(ROWS_PER_STATEMENT) {
+                        let sql = format!(
+                            "INSERT INTO records_text (rowid, title, narrative) VALUES {}",
+                            values_list(chunk.len(), 3, $placeholders)
+                        );
+                        let mut statement = sqlx::query(AssertSqlSafe(sql));
+                        for (seq, p) in chunk {
+                            statement = statement.bind(*seq).bind(&p.content.title).bind(&p.content.narrative);
+                        }
+                        statement.execute(&mut *tx).await?;
                     }
                 }
                 for chunk in done.chunks(ROWS_PER_STATEMENT) {

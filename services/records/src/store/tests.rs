@@ -179,8 +179,9 @@ async fn searches_by_selector_person_and_full_text() {
         assert_eq!((first[0].id.as_str(), second[0].id.as_str()), ("r2", "r1"));
         assert!(page(2).await.unwrap().is_empty());
 
-        // An update replaces the record's selectors in the index.
-        let changed = input("DEA-9", "Wire transfers to Juarez", "(214) 555-0123");
+        // An update replaces the record's selectors and text in the index.
+        let mut changed = input("DEA-9", "Wire transfers to Monterrey", "(214) 555-0123");
+        changed.narrative = "Structured deposits".into();
         store.write(audited(vec![write("r2", "DEA", &changed, Some(1))], NOW + 1)).await.unwrap();
         let ids = |found: Vec<StoredRecord>| found.into_iter().map(|r| r.id).collect::<Vec<_>>();
         let everyone = SearchFilter::default();
@@ -189,6 +190,13 @@ async fn searches_by_selector_person_and_full_text() {
             ids(store.search(&by_phone("+12145550123"), &everyone, NOW, 0, 10).await.unwrap()),
             ["r2"]
         );
+        let words = |query: &str| Match::Text(parse(query).unwrap());
+        assert!(store.search(&words("juarez"), &everyone, NOW, 0, 10).await.unwrap().is_empty());
+        assert_eq!(
+            ids(store.search(&words("monterrey deposit*"), &everyone, NOW, 0, 10).await.unwrap()),
+            ["r2"]
+        );
+        assert_eq!(ids(store.search(&words("cocaine"), &everyone, NOW, 0, 10).await.unwrap()), ["r1"]);
 
         // Expired records are excluded from every search.
         let later = NOW + 6 * 365 * 86_400_000_000;
@@ -279,8 +287,9 @@ async fn person_search_matches_the_name_parts_given_and_a_birth_date_prefix() {
     }
 }
 
-/// Migrations 0004 and 0005 carry a populated SQLite database's selector and person rows over
-/// to tokens: what was found before is found after.
+/// Migrations 0004, 0005 and 0006 carry a populated SQLite database's selector and person rows
+/// over to tokens, and its text to the contentless full-text table: what was found before is
+/// found after.
 #[tokio::test]
 async fn sqlite_index_rows_written_before_the_tokens_are_still_found() {
     use interlock_storage::Database;
@@ -337,11 +346,16 @@ async fn sqlite_index_rows_written_before_the_tokens_are_still_found() {
         selector(SelectorKind::Email, "ana@example.org"),
         person("", ""),
         person("jose", "1970-03"),
+        Match::Text(parse("old carried").unwrap()),
     ] {
         let found = store.search(&query, &everyone, NOW, 0, 10).await.unwrap();
         assert_eq!(found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r7"], "{query:?}");
     }
-    for query in [selector(SelectorKind::Phone, "+12145550148"), person("maria", "")] {
+    for query in [
+        selector(SelectorKind::Phone, "+12145550148"),
+        person("maria", ""),
+        Match::Text(parse("new").unwrap()),
+    ] {
         assert!(store.search(&query, &everyone, NOW, 0, 10).await.unwrap().is_empty(), "{query:?}");
     }
 }
