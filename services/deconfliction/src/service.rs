@@ -298,43 +298,55 @@ impl Deconfliction {
     /// other sides of the hits are told someone checked (so nobody probes quietly), and the check
     /// is audited, durably before the answer.
     ///
-    /// The hits are decided against the index as it is, with no feed read first: the check's own
-    /// transaction (shared with concurrent checks) records it only if no registration committed
-    /// that the index lacks, which proves the index held everything committed before the call.
-    /// Otherwise the check catches up and is decided again. One database round trip per wave of
-    /// checks, not two.
+    /// The answer must reflect everything committed before the call, on any replica. The hits are
+    /// first decided against the index as it is, with no feed read: the check's own transaction
+    /// (shared with concurrent checks) records it only if the feed holds nothing the index lacks,
+    /// which proves the index current. Otherwise the check catches up (a feed read begun after
+    /// the call, which is proof enough) and is decided and recorded again, unconditionally, so
+    /// registrations landing meanwhile cannot starve it. One database round trip per wave of
+    /// checks, not two, while no registration is landing.
     pub async fn dry_run(
         &self,
         caller: &Caller,
         method: &str,
         candidates: &[Registration],
     ) -> Result<Vec<Vec<Hit>>> {
-        for attempt in 0..STALE_RETRIES {
-            if attempt > 0 {
-                self.catch_up().await?;
-            }
-            let (hits, index_revision) = {
-                let state = self.index.read().await;
-                let now = now_micros();
-                let threshold = self.config.rules.person_score_threshold;
-                let hits: Vec<Vec<Hit>> = candidates
-                    .iter()
-                    .map(|candidate| state.index.conflicts(candidate, threshold, now))
-                    .collect();
-                (hits, state.revision)
-            };
-            let record = self.check_record(caller, method, hits.iter().flatten(), index_revision);
-            let recorded = self.checks.commit(record).await.map_err(|error| match error {
-                GroupCommitError::Failed(error) => Error::GroupCommit(error),
-                GroupCommitError::Stopped => {
-                    Error::GroupCommit(Arc::new(Error::Corrupt("the check recorder stopped".into())))
-                }
-            })?;
-            if recorded {
-                return Ok(hits);
-            }
+        let (hits, index_revision) = self.decide(candidates).await;
+        if self.record_check(caller, method, &hits, Some(index_revision)).await? {
+            return Ok(hits);
         }
-        Err(Error::Stale)
+        self.catch_up().await?;
+        let (hits, _) = self.decide(candidates).await;
+        self.record_check(caller, method, &hits, None).await?;
+        Ok(hits)
+    }
+
+    /// Each candidate's hits in the index as it is, and the index revision they were decided at.
+    async fn decide(&self, candidates: &[Registration]) -> (Vec<Vec<Hit>>, i64) {
+        let state = self.index.read().await;
+        let now = now_micros();
+        let threshold = self.config.rules.person_score_threshold;
+        let hits =
+            candidates.iter().map(|candidate| state.index.conflicts(candidate, threshold, now)).collect();
+        (hits, state.revision)
+    }
+
+    /// Queues a check's record for the group commit; whether it was recorded (see
+    /// [`CheckRecord::index_revision`]).
+    async fn record_check(
+        &self,
+        caller: &Caller,
+        method: &str,
+        hits: &[Vec<Hit>],
+        index_revision: Option<i64>,
+    ) -> Result<bool> {
+        let record = self.check_record(caller, method, hits.iter().flatten(), index_revision);
+        self.checks.commit(record).await.map_err(|error| match error {
+            GroupCommitError::Failed(error) => Error::GroupCommit(error),
+            GroupCommitError::Stopped => {
+                Error::GroupCommit(Arc::new(Error::Corrupt("the check recorder stopped".into())))
+            }
+        })
     }
 
     fn check_record<'a>(
@@ -342,7 +354,7 @@ impl Deconfliction {
         caller: &Caller,
         method: &str,
         hits: impl Iterator<Item = &'a Hit> + Clone,
-        index_revision: i64,
+        index_revision: Option<i64>,
     ) -> CheckRecord {
         let now = now_micros();
         let events = hits

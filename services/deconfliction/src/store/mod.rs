@@ -56,13 +56,15 @@ pub struct Event {
     pub time_us: i64,
 }
 
-/// A dry-run check to record: the agency that checked, when, the index revision its hits were
-/// decided against, the watch events its hits caused and its audit events.
+/// A dry-run check to record: the agency that checked, when, the watch events its hits caused
+/// and its audit events.
 #[derive(Clone, Debug)]
 pub struct CheckRecord {
     pub agency: String,
     pub time_us: i64,
-    pub index_revision: i64,
+    /// The index revision the hits were decided at, when the index is to be proved current by
+    /// the recording transaction; `None` when a feed read begun after the call proved it.
+    pub index_revision: Option<i64>,
     pub events: Vec<Event>,
     pub audit: Vec<(String, Vec<u8>)>,
 }
@@ -128,9 +130,10 @@ pub trait DeconflictionStore: Send + Sync + 'static {
     ) -> Result<i64>;
 
     /// Records checks that registered nothing, with the events their hits caused, all in one
-    /// transaction (the group commit of concurrent checks): only the checks decided against the
-    /// latest index revision the transaction sees, so a recorded check missed nothing committed
-    /// before it. Answers, per check, whether it was recorded (`false`: decide it again).
+    /// transaction (the group commit of concurrent checks): of the checks that name an index
+    /// revision, only those decided at the latest revision the transaction sees, so a recorded
+    /// check missed nothing committed before it. Answers, per check, whether it was recorded
+    /// (`false`: catch up and decide it again).
     async fn record_checks(&self, checks: Vec<CheckRecord>) -> Result<Vec<bool>>;
 
     /// Queues audit events of an action that writes nothing else (a watch delivery).

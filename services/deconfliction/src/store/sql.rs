@@ -300,7 +300,8 @@ macro_rules! sql_store {
                 let latest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM index_changes")
                     .fetch_one(&mut *tx)
                     .await?;
-                let recorded: Vec<bool> = checks.iter().map(|check| check.index_revision >= latest).collect();
+                let recorded: Vec<bool> =
+                    checks.iter().map(|check| check.index_revision.is_none_or(|revision| revision >= latest)).collect();
                 let checks: Vec<CheckRecord> =
                     checks.into_iter().zip(&recorded).filter(|(_, recorded)| **recorded).map(|(check, _)| check).collect();
                 if checks.is_empty() {

@@ -502,7 +502,7 @@ async fn watch_events_replay_per_audience_from_a_cursor() {
         let check = CheckRecord {
             agency: "ATF".into(),
             time_us: NOW,
-            index_revision: store.latest_index_revision().await.unwrap(),
+            index_revision: Some(store.latest_index_revision().await.unwrap()),
             events: vec![hit("DEA", NOW)],
             audit: vec![],
         };
@@ -531,7 +531,7 @@ async fn checks_are_counted_per_agency_and_period_with_their_events_and_audit() 
         let check = |agency: &str, time_us: i64, hits: &[&str]| CheckRecord {
             agency: agency.into(),
             time_us,
-            index_revision: 0,
+            index_revision: Some(0),
             events: hits
                 .iter()
                 .map(|audience| Event {
@@ -576,16 +576,19 @@ async fn checks_are_counted_per_agency_and_period_with_their_events_and_audit() 
         assert_eq!(store.latest_index_revision().await.unwrap(), 0);
 
         // A check decided against an index behind the feed is not recorded (its caller decides
-        // it again), while the current one sharing its commit is.
+        // it again), while the current one sharing its commit is, and so is one whose index a
+        // feed read proved current.
         commit(&store, vec![new(target("FBI", "FBI-1", 9))]).await;
         let stale = check("FBI", NOW, &["ICE"]);
-        let current = CheckRecord { index_revision: 1, ..check("ATF", NOW, &["ICE"]) };
-        assert_eq!(store.record_checks(vec![stale, current]).await.unwrap(), [false, true]);
+        let current = CheckRecord { index_revision: Some(1), ..check("ATF", NOW, &["ICE"]) };
+        let proven = CheckRecord { index_revision: None, ..check("CBP", NOW, &["ICE"]) };
+        assert_eq!(store.record_checks(vec![stale, current, proven]).await.unwrap(), [false, true, true]);
         assert_eq!(store.count_checks("FBI", 0, i64::MAX).await.unwrap(), 0);
         assert_eq!(store.count_checks("ATF", 0, i64::MAX).await.unwrap(), 1);
+        assert_eq!(store.count_checks("CBP", 0, i64::MAX).await.unwrap(), 1);
         assert_eq!(
             kinds(&store.events_after("ICE", 0, 10).await.unwrap()),
-            [(CHECK_HIT, "DEA"), (CHECK_HIT, "ATF")]
+            [(CHECK_HIT, "DEA"), (CHECK_HIT, "ATF"), (CHECK_HIT, "CBP")]
         );
 
         store.record_audit(vec![audit("watch-delivery")]).await.unwrap();
@@ -599,6 +602,7 @@ async fn checks_are_counted_per_agency_and_period_with_their_events_and_audit() 
             format!("check-DEA-{}", NOW + 2 * HOUR + 1),
             format!("check-DEA-{}", NOW + 2 * HOUR + 999_999),
             format!("check-ATF-{NOW}"),
+            format!("check-CBP-{NOW}"),
             "watch-delivery".into(),
         ]
         .into_iter()
