@@ -268,12 +268,27 @@ macro_rules! sql_store {
                 tx: &mut sqlx::Transaction<'static, $db>,
                 events: &[&(String, Vec<u8>)],
             ) -> Result<()> {
-                for chunk in events.chunks(ROWS_PER_STATEMENT) {
-                    let sql = format!("INSERT INTO audit_outbox (event_id, event) VALUES {}", values_list(chunk.len(), 2, $placeholders));
-                    let mut statement = sqlx::query(AssertSqlSafe(sql));
-                    for (event_id, event) in chunk {
-                        statement = statement.bind(event_id).bind(event.as_slice());
-                    }
+                Self::insert_rows(tx, "audit_outbox (event_id, event)", 2, events, |statement, (event_id, event)| {
+                    statement.bind(event_id).bind(event.as_slice())
+                })
+                .await
+            }
+
+            /// Inserts `rows` into `into` (`table (columns)`, `columns` of them), as multi-row
+            /// INSERTs of ROWS_PER_STATEMENT rows: each statement costs far more than a row.
+            async fn insert_rows<'r, T: Sync>(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                into: &str,
+                columns: usize,
+                rows: &'r [T],
+                bind: impl Fn(
+                    sqlx::query::Query<'r, $db, <$db as sqlx::Database>::Arguments>,
+                    &'r T,
+                ) -> sqlx::query::Query<'r, $db, <$db as sqlx::Database>::Arguments>,
+            ) -> Result<()> {
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let sql = format!("INSERT INTO {into} VALUES {}", values_list(chunk.len(), columns, $placeholders));
+                    let statement = chunk.iter().fold(sqlx::query(AssertSqlSafe(sql)), &bind);
                     statement.execute(&mut **tx).await?;
                 }
                 Ok(())
@@ -454,37 +469,29 @@ macro_rules! sql_store {
                         .iter()
                         .flat_map(|(seq, p)| p.selectors.iter().map(move |s| (*seq, s)))
                         .collect();
-                    for chunk in selectors.chunks(ROWS_PER_STATEMENT) {
-                        let sql = format!(
-                            "INSERT INTO record_selectors (record_seq, kind, region, value) VALUES {}",
-                            values_list(chunk.len(), 4, $placeholders)
-                        );
-                        let mut statement = sqlx::query(AssertSqlSafe(sql));
-                        for (seq, s) in chunk {
-                            statement = statement.bind(*seq).bind(i64::from(s.kind)).bind(&s.region).bind(&s.value);
-                        }
-                        statement.execute(&mut *tx).await?;
-                    }
+                    Self::insert_rows(&mut tx, "record_selectors (record_seq, kind, region, value)", 4, &selectors, |statement, (seq, s)| {
+                        statement.bind(*seq).bind(i64::from(s.kind)).bind(&s.region).bind(&s.value)
+                    })
+                    .await?;
                 }
                 let persons: Vec<(i64, &IndexedPerson)> =
                     indexed.iter().flat_map(|(seq, p)| p.persons.iter().map(move |person| (*seq, person))).collect();
-                for chunk in persons.chunks(ROWS_PER_STATEMENT) {
-                    let sql = format!(
-                        "INSERT INTO record_persons (record_seq, surname, given, middle, suffix, birth_date) VALUES {}",
-                        values_list(chunk.len(), 6, $placeholders)
-                    );
-                    let mut statement = sqlx::query(AssertSqlSafe(sql));
-                    for (seq, person) in chunk {
-                        statement = statement
+                Self::insert_rows(
+                    &mut tx,
+                    "record_persons (record_seq, surname, given, middle, suffix, birth_date)",
+                    6,
+                    &persons,
+                    |statement, (seq, person)| {
+                        statement
                             .bind(*seq)
                             .bind(&person.surname)
                             .bind(&person.given)
                             .bind(&person.middle)
                             .bind(&person.suffix)
-                            .bind(&person.birth_date);
-                    }
-                    statement.execute(&mut *tx).await?;
-                }
+                            .bind(&person.birth_date)
+                    },
+                )
+                .await?;
                 if $index == EntityIndex::Tokens {
                     // One row of tokens per record and table, for the records that have any.
                     let token_rows = |tokens_of: fn(&crate::domain::record::Prepared) -> Vec<String>| -> Vec<(i64, String)> {
@@ -499,54 +506,40 @@ macro_rules! sql_store {
                         ("record_selector_tokens", token_rows(|p| p.selectors.iter().map(selector_token).collect())),
                         ("record_person_tokens", token_rows(|p| p.persons.iter().flat_map(person_tokens).collect())),
                     ];
-                    for (table, rows) in tables {
-                        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                            let sql = format!("INSERT INTO {table} (rowid, tokens) VALUES {}", values_list(chunk.len(), 2, $placeholders));
-                            let mut statement = sqlx::query(AssertSqlSafe(sql));
-                            for (seq, tokens) in chunk {
-                                statement = statement.bind(*seq).bind(tokens);
-                            }
-                            statement.execute(&mut *tx).await?;
-                        }
+                    for (table, rows) in &tables {
+                        Self::insert_rows(&mut tx, &format!("{table} (rowid, tokens)"), 2, rows, |statement, (seq, tokens)| {
+                            statement.bind(*seq).bind(tokens)
+                        })
+                        .await?;
                     }
-                    for chunk in indexed.chunks(ROWS_PER_STATEMENT) {
-                        let sql = format!(
-                            "INSERT INTO records_text (rowid, title, narrative) VALUES {}",
-                            values_list(chunk.len(), 3, $placeholders)
-                        );
-                        let mut statement = sqlx::query(AssertSqlSafe(sql));
-                        for (seq, p) in chunk {
-                            statement = statement.bind(*seq).bind(&p.content.title).bind(&p.content.narrative);
-                        }
-                        statement.execute(&mut *tx).await?;
-                    }
+                    Self::insert_rows(&mut tx, "records_text (rowid, title, narrative)", 3, &indexed, |statement, (seq, p)| {
+                        statement.bind(*seq).bind(&p.content.title).bind(&p.content.narrative)
+                    })
+                    .await?;
                 }
-                for chunk in done.chunks(ROWS_PER_STATEMENT) {
-                    let sql = format!(
-                        "INSERT INTO record_versions (record_id, version, change, doc, create_us, user_name) VALUES {}",
-                        values_list(chunk.len(), 6, $placeholders)
-                    );
-                    let mut statement = sqlx::query(AssertSqlSafe(sql));
-                    for &i in chunk {
+                Self::insert_rows(
+                    &mut tx,
+                    "record_versions (record_id, version, change, doc, create_us, user_name)",
+                    6,
+                    &done,
+                    |statement, &i| {
                         let write = &writes[i];
-                        statement = statement
+                        statement
                             .bind(&write.id)
                             .bind(results[i])
                             .bind(i64::from(write.change))
                             // The current version's content is the records row's until superseded.
                             .bind(None::<&[u8]>)
                             .bind(now)
-                            .bind(&write.user);
-                    }
-                    statement.execute(&mut *tx).await?;
-                    // Every written record is (re-)registered with the deconfliction hub.
-                    let sql = format!("INSERT INTO deconfliction_outbox (record_id) VALUES {}", values_list(chunk.len(), 1, $placeholders));
-                    let mut statement = sqlx::query(AssertSqlSafe(sql));
-                    for &i in chunk {
-                        statement = statement.bind(&writes[i].id);
-                    }
-                    statement.execute(&mut *tx).await?;
-                }
+                            .bind(&write.user)
+                    },
+                )
+                .await?;
+                // Every written record is (re-)registered with the deconfliction hub.
+                Self::insert_rows(&mut tx, "deconfliction_outbox (record_id)", 1, &done, |statement, &i| {
+                    statement.bind(&writes[i].id)
+                })
+                .await?;
                 let events = audit(&results);
                 Self::queue_audit_events(&mut tx, &events.iter().collect::<Vec<_>>()).await?;
                 if let Some(progress) = &ingest {
@@ -738,16 +731,14 @@ macro_rules! sql_store {
                 let events: Vec<&(String, Vec<u8>)> = reads.iter().flat_map(|r| &r.audit_events).collect();
                 Self::queue_audit_events(&mut tx, &events).await?;
                 let notifications: Vec<&Notification> = reads.iter().flat_map(|r| &r.notifications).collect();
-                for chunk in notifications.chunks(ROWS_PER_STATEMENT) {
-                    let sql = format!(
-                        "INSERT INTO access_notifications (id, owner, record_id, record_number, searcher_agency, \
-                         searcher_user, search_us, purpose, case_reference, search_kind, matched, access_level) \
-                         VALUES {}",
-                        values_list(chunk.len(), 12, $placeholders)
-                    );
-                    let mut statement = sqlx::query(AssertSqlSafe(sql));
-                    for n in chunk {
-                        statement = statement
+                Self::insert_rows(
+                    &mut tx,
+                    "access_notifications (id, owner, record_id, record_number, searcher_agency, searcher_user, \
+                     search_us, purpose, case_reference, search_kind, matched, access_level)",
+                    12,
+                    &notifications,
+                    |statement, n| {
+                        statement
                             .bind(&n.id)
                             .bind(&n.owner)
                             .bind(&n.record_id)
@@ -759,10 +750,10 @@ macro_rules! sql_store {
                             .bind(&n.case_reference)
                             .bind(i64::from(n.search_kind))
                             .bind(n.matched.as_slice())
-                            .bind(i64::from(n.access_level));
-                    }
-                    statement.execute(&mut *tx).await?;
-                }
+                            .bind(i64::from(n.access_level))
+                    },
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(())
             }
