@@ -6,12 +6,26 @@ use interlock_rpc::now_micros;
 use interlock_storage::Database;
 use sqlx::QueryBuilder;
 
-/// Runs the same sqlx code on whichever pool `database` holds (both backends take `$n`
-/// placeholders, so the SQL is written once).
+/// Runs the same sqlx code on whichever backend `database` is (both take `$n` placeholders, so
+/// the SQL is written once): on its read pool, or with `writes` on the connection the database's
+/// other writers take, so that the outbox's deletes queue behind the store's transactions instead
+/// of contending for SQLite's lock.
 macro_rules! on_pool {
+    (writes $database:expr, |$pool:ident| $body:expr) => {
+        match $database {
+            Database::Sqlite(file) => {
+                let $pool = file.writes();
+                $body
+            }
+            Database::Postgres($pool) => $body,
+        }
+    };
     ($database:expr, |$pool:ident| $body:expr) => {
         match $database {
-            Database::Sqlite($pool) => $body,
+            Database::Sqlite(file) => {
+                let $pool = file.reads();
+                $body
+            }
             Database::Postgres($pool) => $body,
         }
     };
@@ -54,7 +68,7 @@ impl SqlOutbox {
         if sequences.is_empty() {
             return Ok(());
         }
-        on_pool!(&self.database, |pool| {
+        on_pool!(writes & self.database, |pool| {
             let mut query = QueryBuilder::new("DELETE FROM audit_outbox WHERE seq IN (");
             let mut list = query.separated(", ");
             for sequence in sequences {
@@ -71,7 +85,7 @@ impl SqlOutbox {
         const MOVE: &str = "INSERT INTO audit_dead_letters (seq, event_id, event, reason, rejected_time_us) \
                             SELECT seq, event_id, event, $2, $3 FROM audit_outbox WHERE seq = $1";
         const DELETE: &str = "DELETE FROM audit_outbox WHERE seq = $1";
-        on_pool!(&self.database, |pool| {
+        on_pool!(writes & self.database, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(MOVE).bind(sequence).bind(reason).bind(now_micros()).execute(&mut *tx).await?;
             sqlx::query(DELETE).bind(sequence).execute(&mut *tx).await?;

@@ -9,6 +9,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
@@ -34,11 +35,66 @@ pub enum Error {
     CreateDir { path: String, source: std::io::Error },
 }
 
-/// An open connection pool on one of the two backends.
+/// An open database on one of the two backends.
 #[derive(Clone, Debug)]
 pub enum Database {
-    Sqlite(SqlitePool),
+    Sqlite(SqliteFile),
     Postgres(PgPool),
+}
+
+/// An open SQLite file: a pool of connections for reads, and the one connection every write to
+/// the file takes, whichever store or outbox makes it.
+///
+/// SQLite lets one connection write at a time, and a connection that did not make the last commit
+/// empties its page cache before its next transaction: writes spread over a pool lose the cache
+/// (and re-read the index pages they change) on every commit, and wait for each other in SQLite's
+/// busy handler, which sleeps in steps of up to 100 ms. On one connection the cache stays valid
+/// and writers queue, in order, for the connection.
+///
+/// By default the connection that commits past 1,000 pages of WAL copies them into the database
+/// file and fsyncs it before its commit returns: with bulk writes, that was every commit, and a
+/// third of the writer's time (docs/benchmarks.md, "Checkpoints off the commit path"). Here a
+/// [`WalCheckpointer`] on a connection of its own does it every [`CHECKPOINT_INTERVAL`] while the
+/// writer goes on (SQLite's PASSIVE checkpoint blocks neither writers nor readers), and the writer
+/// checkpoints itself only past [`WRITER_AUTOCHECKPOINT_PAGES`], which bounds the WAL should the
+/// background task fall behind. It runs as long as a clone of this value is alive.
+#[derive(Clone, Debug)]
+pub struct SqliteFile {
+    reads: SqlitePool,
+    writes: SqlitePool,
+    _checkpointer: Arc<WalCheckpointer>,
+}
+
+impl SqliteFile {
+    /// The file `pool` is open on, with its writer and background checkpoint. Must run inside a
+    /// Tokio runtime: it spawns the checkpoint task.
+    pub fn new(pool: SqlitePool) -> Self {
+        let options = pool.connect_options().as_ref().clone();
+        let writes = SqlitePoolOptions::new().max_connections(1).connect_lazy_with(
+            options.clone().pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES.to_string()),
+        );
+        // A checkpoint reads pages from the WAL and writes them to the file: it needs no page cache.
+        let checkpoints = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options.pragma("cache_size", "-1024"));
+        Self { reads: pool, writes, _checkpointer: Arc::new(WalCheckpointer::start(checkpoints)) }
+    }
+
+    /// The pool queries run on.
+    pub fn reads(&self) -> &SqlitePool {
+        &self.reads
+    }
+
+    /// The single connection write transactions run on.
+    pub fn writes(&self) -> &SqlitePool {
+        &self.writes
+    }
+
+    /// Closes every connection to the file.
+    pub async fn close(&self) {
+        self.reads.close().await;
+        self.writes.close().await;
+    }
 }
 
 /// Migrations of one service, per backend.
@@ -63,7 +119,7 @@ impl Database {
     pub async fn open(url: &str, migrations: &Migrations) -> Result<Self, Error> {
         let database = Self::connect(url).await?;
         match &database {
-            Database::Sqlite(pool) => migrations.sqlite.run(pool).await?,
+            Database::Sqlite(file) => migrations.sqlite.run(file.writes()).await?,
             Database::Postgres(pool) => migrations.postgres.run(pool).await?,
         }
         Ok(database)
@@ -97,7 +153,7 @@ impl Database {
                 .connect_with(options)
                 .await
                 .map_err(connect_error)?;
-            Ok(Database::Sqlite(pool))
+            Ok(Database::Sqlite(SqliteFile::new(pool)))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
             create_postgres_database_if_missing(&options).await.map_err(connect_error)?;
@@ -116,8 +172,16 @@ impl Database {
     /// Succeeds when the database answers a trivial query; drives the health status.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         match self {
-            Database::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            Database::Sqlite(file) => sqlx::query("SELECT 1").execute(file.reads()).await.map(drop),
             Database::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+        }
+    }
+
+    /// Closes every connection, waiting for those in use to come back.
+    pub async fn close(&self) {
+        match self {
+            Database::Sqlite(file) => file.close().await,
+            Database::Postgres(pool) => pool.close().await,
         }
     }
 
@@ -129,45 +193,14 @@ impl Database {
     }
 }
 
-/// A pool of one connection on the same SQLite file, for a store's write transactions, and the
-/// task that checkpoints its write-ahead log in the background.
-///
-/// SQLite lets one connection write at a time, and a connection that did not make the last commit
-/// empties its page cache before its next transaction: writes spread over a pool lose the cache
-/// (and re-read the index pages they change) on every commit, and wait for each other in SQLite's
-/// busy handler. On one connection the cache stays valid and writers queue in the pool.
-///
-/// By default the connection that commits past 1,000 pages of WAL copies them into the database
-/// file and fsyncs it before its commit returns: with bulk writes, that was every commit, and a
-/// third of the writer's time (docs/benchmarks.md, "Checkpoints off the commit path"). Here a
-/// [`WalCheckpointer`] on a connection of its own does it every [`CHECKPOINT_INTERVAL`] while the
-/// writer goes on (SQLite's PASSIVE checkpoint blocks neither writers nor readers), and the writer
-/// checkpoints itself only past [`WRITER_AUTOCHECKPOINT_PAGES`], which bounds the WAL should the
-/// background task fall behind.
-pub fn sqlite_writer(pool: &SqlitePool) -> (SqlitePool, Option<WalCheckpointer>) {
-    let options = pool.connect_options().as_ref().clone();
-    let writer = SqlitePoolOptions::new().max_connections(1).connect_lazy_with(
-        options.clone().pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES.to_string()),
-    );
-    // A checkpoint reads pages from the WAL and writes them to the file: it needs no page cache.
-    let checkpoints =
-        SqlitePoolOptions::new().max_connections(1).connect_lazy_with(options.pragma("cache_size", "-1024"));
-    (writer, Some(WalCheckpointer::start(checkpoints)))
-}
-
-/// [`sqlite_writer`]'s counterpart: PostgreSQL writes on the pool (its connections share one
-/// buffer cache) and checkpoints on its own.
-pub fn postgres_writer(pool: &PgPool) -> (PgPool, Option<WalCheckpointer>) {
-    (pool.clone(), None)
-}
-
-/// WAL pages past which a [`sqlite_writer`] checkpoints on its own: 64 MiB of 4 KiB pages.
+/// WAL pages past which a [`SqliteFile`]'s writer checkpoints on its own: 64 MiB of 4 KiB pages.
 pub const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 /// How often the background checkpoint runs. A bulk ingest writes a few MiB of WAL per commit.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Runs `PRAGMA wal_checkpoint(PASSIVE)` every [`CHECKPOINT_INTERVAL`] until dropped.
+#[derive(Debug)]
 pub struct WalCheckpointer {
     task: tokio::task::JoinHandle<()>,
 }
@@ -279,12 +312,12 @@ mod tests {
     async fn a_writer_s_wal_is_checkpointed_in_the_background() -> anyhow::Result<()> {
         let dir = std::env::temp_dir().join(format!("interlock-storage-{}", uuid::Uuid::new_v4().simple()));
         let file = dir.join("checkpointed.db");
-        let Database::Sqlite(pool) =
+        let Database::Sqlite(sqlite) =
             Database::open(&format!("sqlite://{}", file.display()), &Migrations::NONE).await?
         else {
             anyhow::bail!("a sqlite:// URL opened another backend");
         };
-        let (writer, _checkpointer) = sqlite_writer(&pool);
+        let writer = sqlite.writes().clone();
         let limit: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(&writer).await?;
         assert_eq!(limit, i64::from(WRITER_AUTOCHECKPOINT_PAGES));
         sqlx::query("CREATE TABLE filler (bytes BLOB NOT NULL)").execute(&writer).await?;
@@ -305,8 +338,7 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        pool.close().await;
-        writer.close().await;
+        sqlite.close().await;
         std::fs::remove_dir_all(dir)?;
         Ok(())
     }

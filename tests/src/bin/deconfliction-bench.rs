@@ -254,8 +254,8 @@ macro_rules! insert_rows {
 /// Loads `count` registrations (ids 1..=count, in order) unless the database has some already.
 async fn load(database: &Database, key: &SelectorKey, count: u64) -> anyhow::Result<()> {
     let existing: i64 = match database {
-        Database::Sqlite(pool) => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM registrations").fetch_one(pool).await?
+        Database::Sqlite(file) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM registrations").fetch_one(file.reads()).await?
         }
         Database::Postgres(pool) => {
             sqlx::query_scalar("SELECT COUNT(*) FROM registrations").fetch_one(pool).await?
@@ -295,7 +295,7 @@ async fn load(database: &Database, key: &SelectorKey, count: u64) -> anyhow::Res
     let mut last_report = Instant::now();
     while let Some(rows) = received.recv().await {
         match database {
-            Database::Sqlite(pool) => insert_rows!(pool, sqlx::Sqlite, rows, now),
+            Database::Sqlite(file) => insert_rows!(file.writes(), sqlx::Sqlite, rows, now),
             Database::Postgres(pool) => insert_rows!(pool, sqlx::Postgres, rows, now),
         }
         loaded += rows.len() as u64;
@@ -311,11 +311,11 @@ async fn load(database: &Database, key: &SelectorKey, count: u64) -> anyhow::Res
     // New registrations continue the numbering after the loaded ones.
     let counter = format!("DX-{year}");
     match database {
-        Database::Sqlite(pool) => {
+        Database::Sqlite(file) => {
             sqlx::query("INSERT INTO counters (name, value) VALUES ($1, $2)")
                 .bind(&counter)
                 .bind(count as i64)
-                .execute(pool)
+                .execute(file.writes())
                 .await?;
         }
         Database::Postgres(pool) => {
@@ -504,10 +504,7 @@ async fn main() -> anyhow::Result<()> {
         let database = Database::open(&url, &interlock_deconfliction::store::MIGRATIONS).await?;
         load(&database, &key, registrations).await?;
         // Closed before the server opens its own pool on the same file.
-        match database {
-            Database::Sqlite(pool) => pool.close().await,
-            Database::Postgres(pool) => pool.close().await,
-        }
+        database.close().await;
     }
 
     let registry = TestServer::start(&["--service", "registry", "--mesh-secret", MESH_SECRET]).await;

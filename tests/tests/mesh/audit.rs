@@ -569,7 +569,7 @@ fn blob_literal(db: &Database, sqlite_literal: &str) -> String {
 async fn execute(db: &Database, statement: &str) {
     let statement = sqlx::AssertSqlSafe(statement.to_owned());
     match db {
-        Database::Sqlite(pool) => sqlx::raw_sql(statement).execute(pool).await.map(drop),
+        Database::Sqlite(file) => sqlx::raw_sql(statement).execute(file.writes()).await.map(drop),
         Database::Postgres(pool) => sqlx::raw_sql(statement).execute(pool).await.map(drop),
     }
     .unwrap_or_else(|e| panic!("{e}"));

@@ -77,7 +77,7 @@ async fn start_audit(database: &TestDatabase, listen: &str, registry: &str) -> T
 async fn outbox(database: &Database) -> Vec<(String, Vec<u8>)> {
     const QUERY: &str = "SELECT event_id, event FROM audit_outbox ORDER BY seq";
     match database {
-        Database::Sqlite(pool) => sqlx::query_as(QUERY).fetch_all(pool).await,
+        Database::Sqlite(file) => sqlx::query_as(QUERY).fetch_all(file.reads()).await,
         Database::Postgres(pool) => sqlx::query_as(QUERY).fetch_all(pool).await,
     }
     .expect("read the outbox")
@@ -87,8 +87,8 @@ async fn outbox(database: &Database) -> Vec<(String, Vec<u8>)> {
 async fn enqueue(database: &Database, event_id: &str, event: &[u8]) {
     const INSERT: &str = "INSERT INTO audit_outbox (event_id, event) VALUES ($1, $2)";
     match database {
-        Database::Sqlite(pool) => {
-            sqlx::query(INSERT).bind(event_id).bind(event).execute(pool).await.map(drop)
+        Database::Sqlite(file) => {
+            sqlx::query(INSERT).bind(event_id).bind(event).execute(file.writes()).await.map(drop)
         }
         Database::Postgres(pool) => {
             sqlx::query(INSERT).bind(event_id).bind(event).execute(pool).await.map(drop)

@@ -503,7 +503,7 @@ async fn audit_outbox(hub: &Hub) -> Vec<AuditEvent> {
         .await
         .expect("open the hub's database");
     let rows: Vec<(Vec<u8>,)> = match &database {
-        Database::Sqlite(pool) => sqlx::query_as(QUERY).fetch_all(pool).await,
+        Database::Sqlite(file) => sqlx::query_as(QUERY).fetch_all(file.reads()).await,
         Database::Postgres(pool) => sqlx::query_as(QUERY).fetch_all(pool).await,
     }
     .expect("read the outbox");

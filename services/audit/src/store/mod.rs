@@ -135,9 +135,13 @@ pub trait AuditStore: Send + Sync + 'static {
 
 /// The audit store on a database opened with [`MIGRATIONS`].
 pub fn on(database: Database) -> Arc<dyn AuditStore> {
-    match database {
-        Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool)),
-        Database::Postgres(pool) => Arc::new(PostgresStore::new(pool)),
+    match &database {
+        Database::Sqlite(file) => {
+            Arc::new(SqliteStore::new(file.reads().clone(), file.writes().clone(), database.clone()))
+        }
+        Database::Postgres(pool) => {
+            Arc::new(PostgresStore::new(pool.clone(), pool.clone(), database.clone()))
+        }
     }
 }
 

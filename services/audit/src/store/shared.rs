@@ -216,7 +216,7 @@ macro_rules! audit_store_impl {
             }
 
             async fn append(&self, events: &[PendingEvent]) -> Result<AppendOutcome> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 // Lock the log first: from here until commit no other writer assigns indexes.
                 let (size, last_receive_us): (i64, i64) = sqlx::query_as(
                     "UPDATE log_state SET tree_size = tree_size WHERE id = 1 \
@@ -371,7 +371,7 @@ macro_rules! audit_store_impl {
                 .bind(checkpoint.root_hash.to_vec())
                 .bind(&checkpoint.signed_note)
                 .bind(checkpoint.create_time_us)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 self.checkpoint(Some(checkpoint.tree_size))
                     .await?
@@ -433,7 +433,7 @@ macro_rules! audit_store_impl {
             }
 
             async fn prune(&self, before_us: i64) -> Result<u64> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query(
                     "DELETE FROM event_resources WHERE leaf_index IN \
                      (SELECT leaf_index FROM events WHERE receive_time_us < $1 AND leaf_data IS NOT NULL)",

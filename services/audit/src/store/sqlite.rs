@@ -1,3 +1,4 @@
+use interlock_storage::Database;
 use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 
 /// The audit store on SQLite. `UPDATE log_state` as a transaction's first statement takes
@@ -5,11 +6,15 @@ use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 /// read-to-write upgrade.
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// What writes run on (see `interlock_storage::SqliteFile`).
+    writer: SqlitePool,
+    /// Keeps the database's background work (SQLite's WAL checkpoints) running.
+    _database: Database,
 }
 
 impl SqliteStore {
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    pub fn new(pool: SqlitePool, writer: SqlitePool, database: Database) -> Self {
+        Self { pool, writer, _database: database }
     }
 }
 

@@ -27,9 +27,13 @@ pub const MIGRATIONS: Migrations = Migrations { sqlite: &SQLITE_MIGRATIONS, post
 
 /// The store on a database opened with [`MIGRATIONS`].
 pub fn on(database: Database) -> Arc<dyn DeconflictionStore> {
-    match database {
-        Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool)),
-        Database::Postgres(pool) => Arc::new(PostgresStore::new(pool)),
+    match &database {
+        Database::Sqlite(file) => {
+            Arc::new(SqliteStore::new(file.reads().clone(), file.writes().clone(), database.clone()))
+        }
+        Database::Postgres(pool) => {
+            Arc::new(PostgresStore::new(pool.clone(), pool.clone(), database.clone()))
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! exclusive lock on the index feed, so feed revisions and event sequences follow commit order.
 
 use async_trait::async_trait;
+use interlock_storage::Database;
 use sqlx::{PgPool, Row, SqlitePool};
 
 use super::{CheckRecord, Committed, DeconflictionStore, Event, RegistrationWrite};
@@ -31,20 +32,20 @@ const REGISTRATION: &str = "SELECT doc, revision FROM registrations";
 const CONFLICT: &str = "SELECT doc, revision FROM conflicts";
 
 macro_rules! sql_store {
-    ($store:ident, $pool:ty, $begin:expr, $writer:expr, $feed:expr) => {
+    ($store:ident, $pool:ty, $begin:expr, $feed:expr) => {
         pub struct $store {
             pool: $pool,
-            /// What write transactions run on (see `interlock_storage::sqlite_writer`).
+            /// What write transactions run on (see `interlock_storage::SqliteFile`).
             writer: $pool,
-            _checkpointer: Option<interlock_storage::WalCheckpointer>,
             /// What the index feed is read on (see `sqlite_feed`).
             feed: $pool,
+            /// Keeps the database's background work (SQLite's WAL checkpoints) running.
+            _database: Database,
         }
 
         impl $store {
-            pub fn new(pool: $pool) -> Self {
-                let (writer, checkpointer) = $writer(&pool);
-                Self { writer, _checkpointer: checkpointer, feed: $feed(&pool), pool }
+            pub fn new(pool: $pool, writer: $pool, database: Database) -> Self {
+                Self { writer, feed: $feed(&pool), pool, _database: database }
             }
 
             async fn registrations_where(&self, clause: &str, binds: &[&str], ints: &[i64]) -> Result<Vec<(Registration, i64)>> {
@@ -530,13 +531,13 @@ fn sqlite_feed(pool: &SqlitePool) -> SqlitePool {
 mod sqlite_store {
     use super::sqlite_helpers::{insert_audit, insert_checks, insert_event, insert_events, next_counter};
     use super::*;
-    sql_store!(SqliteStore, SqlitePool, begin_sqlite, interlock_storage::sqlite_writer, sqlite_feed);
+    sql_store!(SqliteStore, SqlitePool, begin_sqlite, sqlite_feed);
 }
 
 mod postgres_store {
     use super::postgres_helpers::{insert_audit, insert_checks, insert_event, insert_events, next_counter};
     use super::*;
-    sql_store!(PostgresStore, PgPool, begin_postgres, interlock_storage::postgres_writer, PgPool::clone);
+    sql_store!(PostgresStore, PgPool, begin_postgres, PgPool::clone);
 }
 
 pub use postgres_store::PostgresStore;

@@ -62,6 +62,10 @@ struct Args {
     /// Skip PostgreSQL even when INTERLOCK_TEST_POSTGRES_URL is set.
     #[arg(long)]
     sqlite_only: bool,
+    /// Also run an audit service, which the records pod's relay delivers its audit events to
+    /// (and deletes them from its outbox) while the bench runs, as in a deployed mesh.
+    #[arg(long)]
+    audit: bool,
 }
 
 #[derive(Parser)]
@@ -305,7 +309,7 @@ async fn bare_insert(url: &str, records: &[Record]) -> anyhow::Result<f64> {
         }};
     }
     match &database {
-        Database::Sqlite(pool) => run!(pool),
+        Database::Sqlite(file) => run!(file.writes()),
         Database::Postgres(pool) => run!(pool),
     }
     Ok(begun.elapsed().as_secs_f64())
@@ -436,6 +440,20 @@ async fn run_backend(
     let registry_url = registry.url();
     extra.push(&registry_url);
     extra.extend(["--mesh-secret", MESH_SECRET]);
+    let audit = if args.audit {
+        let audit_dir = data.path().join("audit");
+        let config = serve_config(
+            &audit_dir,
+            &["--service", "audit", "--registry-address", &registry_url, "--mesh-secret", MESH_SECRET],
+        );
+        Some(Mesh::start(config).await?)
+    } else {
+        None
+    };
+    let audit_url = audit.as_ref().map(Mesh::url);
+    if let Some(url) = &audit_url {
+        extra.extend(["--audit-address", url.as_str()]);
+    }
     if let Some(url) = &records_url {
         extra.extend(["--database-url", url.as_str()]);
     }
@@ -512,6 +530,9 @@ async fn run_backend(
     report("full-text", by_text);
     report("all", all);
     records_mesh.shutdown().await?;
+    if let Some(audit) = audit {
+        audit.shutdown().await?;
+    }
     registry.shutdown().await?;
     Ok(())
 }

@@ -26,9 +26,12 @@ async fn lists_the_rejected_events_and_fails_while_there_are_any() {
         const QUEUE: &str = "INSERT INTO audit_outbox (event_id, event) VALUES ($1, $2)";
         let id = "0190a0b0-0000-7000-8000-000000000001";
         match &opened {
-            Database::Sqlite(pool) => {
-                sqlx::query(QUEUE).bind(id).bind(b"secret content".as_slice()).execute(pool).await.map(drop)
-            }
+            Database::Sqlite(file) => sqlx::query(QUEUE)
+                .bind(id)
+                .bind(b"secret content".as_slice())
+                .execute(file.writes())
+                .await
+                .map(drop),
             Database::Postgres(pool) => {
                 sqlx::query(QUEUE).bind(id).bind(b"secret content".as_slice()).execute(pool).await.map(drop)
             }

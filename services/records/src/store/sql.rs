@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use interlock_api::records::v1::ChangeKind;
+use interlock_storage::Database;
 use sqlx::{AssertSqlSafe, PgPool, Row, SqlitePool};
 
 use super::{
@@ -201,18 +202,18 @@ const VERSION_COLUMNS: &str = "SELECT v.version, v.change, \
      FROM record_versions v JOIN records r ON r.id = v.record_id";
 
 macro_rules! sql_store {
-    ($store:ident, $pool:ty, $db:ty, $begin:expr, $writer:expr, $text:expr, $index:expr, $placeholders:expr) => {
+    ($store:ident, $pool:ty, $db:ty, $begin:expr, $text:expr, $index:expr, $placeholders:expr) => {
         pub struct $store {
             pool: $pool,
-            /// What write transactions run on (see `interlock_storage::sqlite_writer`).
+            /// What write transactions run on (see `interlock_storage::SqliteFile`).
             writer: $pool,
-            _checkpointer: Option<interlock_storage::WalCheckpointer>,
+            /// Keeps the database's background work (SQLite's WAL checkpoints) running.
+            _database: Database,
         }
 
         impl $store {
-            pub fn new(pool: $pool) -> Self {
-                let (writer, checkpointer) = $writer(&pool);
-                Self { writer, _checkpointer: checkpointer, pool }
+            pub fn new(pool: $pool, writer: $pool, database: Database) -> Self {
+                Self { pool, writer, _database: database }
             }
 
             fn record(row: &<$db as sqlx::Database>::Row) -> Result<StoredRecord> {
@@ -931,7 +932,6 @@ sql_store!(
     SqlitePool,
     sqlx::Sqlite,
     begin_sqlite,
-    interlock_storage::sqlite_writer,
     SQLITE_TEXT,
     EntityIndex::Tokens,
     Placeholders::Anonymous
@@ -941,7 +941,6 @@ sql_store!(
     PgPool,
     sqlx::Postgres,
     begin_postgres,
-    interlock_storage::postgres_writer,
     POSTGRES_TEXT,
     EntityIndex::Rows,
     Placeholders::Numbered

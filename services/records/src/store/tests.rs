@@ -294,13 +294,13 @@ async fn person_search_matches_the_name_parts_given_and_a_birth_date_prefix() {
 async fn sqlite_index_rows_written_before_the_tokens_are_still_found() {
     use interlock_storage::Database;
     let database = TestDatabase::sqlite();
-    let Database::Sqlite(pool) =
-        interlock_storage::Database::open(database.url(), &interlock_storage::Migrations::NONE)
-            .await
-            .unwrap()
-    else {
+    let opened = interlock_storage::Database::open(database.url(), &interlock_storage::Migrations::NONE)
+        .await
+        .unwrap();
+    let Database::Sqlite(file) = &opened else {
         panic!("a SQLite URL opened another backend");
     };
+    let pool = file.writes().clone();
     MIGRATIONS.sqlite.run_to(3, &pool).await.unwrap();
     sqlx::query(
         "INSERT INTO records (seq, id, owner, record_number, category, sensitivity, caveats, title, narrative, \
@@ -325,7 +325,7 @@ async fn sqlite_index_rows_written_before_the_tokens_are_still_found() {
     .unwrap();
     MIGRATIONS.sqlite.run(&pool).await.unwrap();
 
-    let store = on(Database::Sqlite(pool));
+    let store = on(opened);
     let everyone = SearchFilter::default();
     let selector = |kind: SelectorKind, value: &str| {
         Match::Selectors(vec![IndexedSelector {

@@ -141,9 +141,13 @@ pub trait RegistryStore: Send + Sync + 'static {
 
 /// The registry's store on a database opened with [`MIGRATIONS`].
 pub fn on(database: Database) -> Arc<dyn RegistryStore> {
-    match database {
-        Database::Sqlite(pool) => Arc::new(SqliteStore::new(pool)),
-        Database::Postgres(pool) => Arc::new(PostgresStore::new(pool)),
+    match &database {
+        Database::Sqlite(file) => {
+            Arc::new(SqliteStore::new(file.reads().clone(), file.writes().clone(), database.clone()))
+        }
+        Database::Postgres(pool) => {
+            Arc::new(PostgresStore::new(pool.clone(), pool.clone(), database.clone()))
+        }
     }
 }
 

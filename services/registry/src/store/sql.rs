@@ -4,6 +4,7 @@
 //! PostgreSQL locks the change feed so change revisions are assigned in commit order.
 
 use async_trait::async_trait;
+use interlock_storage::Database;
 use sqlx::{PgPool, Row, SqlitePool};
 
 use super::{Change, Commit, Kind, RegistryStore, StoredObject, Write};
@@ -21,11 +22,15 @@ macro_rules! sql_store {
     ($store:ident, $pool:ty, $begin:expr) => {
         pub struct $store {
             pool: $pool,
+            /// What write transactions run on (see `interlock_storage::SqliteFile`).
+            writer: $pool,
+            /// Keeps the database's background work (SQLite's WAL checkpoints) running.
+            _database: Database,
         }
 
         impl $store {
-            pub fn new(pool: $pool) -> Self {
-                Self { pool }
+            pub fn new(pool: $pool, writer: $pool, database: Database) -> Self {
+                Self { pool, writer, _database: database }
             }
         }
 
@@ -82,7 +87,7 @@ macro_rules! sql_store {
 
             async fn commit(&self, commit: Commit) -> Result<i64> {
                 let now = interlock_rpc::now_micros();
-                let mut tx = $begin(&self.pool).await?;
+                let mut tx = $begin(&self.writer).await?;
                 for write in &commit.writes {
                     let (kind, name) = match write {
                         Write::Insert { kind, name, parent, doc, request_id } => {
