@@ -324,6 +324,11 @@ async fn sqlite_index_rows_written_before_the_tokens_are_still_found() {
     .await
     .unwrap();
     MIGRATIONS.sqlite.run(&pool).await.unwrap();
+    for table in ["records_text", "record_selector_tokens", "record_person_tokens"] {
+        let sql = format!("SELECT v FROM {table}_config WHERE k = 'automerge'");
+        let automerge: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&pool).await.unwrap();
+        assert_eq!(automerge, 8, "{table}: migration 0007 sets how many segments FTS5 merges at once");
+    }
 
     let store = on(opened);
     let everyone = SearchFilter::default();
