@@ -97,6 +97,22 @@ impl SqliteFile {
     }
 }
 
+/// The connections of a store: queries run on `reads`, write transactions on `writes` (on SQLite
+/// the file's single writer, see [`SqliteFile`]). Holding it keeps the database open and its
+/// background work running.
+#[derive(Clone, Debug)]
+pub struct Pools<P> {
+    pub reads: P,
+    pub writes: P,
+    _database: Database,
+}
+
+/// [`Database::pools`] of either backend.
+pub enum BackendPools {
+    Sqlite(Pools<SqlitePool>),
+    Postgres(Pools<PgPool>),
+}
+
 /// Migrations of one service, per backend.
 pub struct Migrations {
     pub sqlite: &'static Migrator,
@@ -182,6 +198,24 @@ impl Database {
         match self {
             Database::Sqlite(file) => file.close().await,
             Database::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    /// The connections a store of this database runs on, per backend.
+    pub fn pools(&self) -> BackendPools {
+        match self {
+            Database::Sqlite(file) => BackendPools::Sqlite(Pools {
+                reads: file.reads.clone(),
+                writes: file.writes.clone(),
+                _database: self.clone(),
+            }),
+            // PostgreSQL's connections share one buffer cache and its writers queue on row
+            // locks: writes run on the pool.
+            Database::Postgres(pool) => BackendPools::Postgres(Pools {
+                reads: pool.clone(),
+                writes: pool.clone(),
+                _database: self.clone(),
+            }),
         }
     }
 

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use interlock_storage::{Database, Migrations};
+use interlock_storage::{BackendPools, Database, Migrations};
 use sha2::Digest;
 
 use crate::domain::event::{PendingEvent, StoredEvent};
@@ -135,13 +135,9 @@ pub trait AuditStore: Send + Sync + 'static {
 
 /// The audit store on a database opened with [`MIGRATIONS`].
 pub fn on(database: Database) -> Arc<dyn AuditStore> {
-    match &database {
-        Database::Sqlite(file) => {
-            Arc::new(SqliteStore::new(file.reads().clone(), file.writes().clone(), database.clone()))
-        }
-        Database::Postgres(pool) => {
-            Arc::new(PostgresStore::new(pool.clone(), pool.clone(), database.clone()))
-        }
+    match database.pools() {
+        BackendPools::Sqlite(pools) => Arc::new(SqliteStore::new(pools)),
+        BackendPools::Postgres(pools) => Arc::new(PostgresStore::new(pools)),
     }
 }
 

@@ -211,12 +211,12 @@ macro_rules! audit_store_impl {
         #[async_trait]
         impl AuditStore for $store {
             async fn ping(&self) -> Result<()> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                sqlx::query("SELECT 1").execute(&self.pools.reads).await?;
                 Ok(())
             }
 
             async fn append(&self, events: &[PendingEvent]) -> Result<AppendOutcome> {
-                let mut tx = self.writer.begin().await?;
+                let mut tx = self.pools.writes.begin().await?;
                 // Lock the log first: from here until commit no other writer assigns indexes.
                 let (size, last_receive_us): (i64, i64) = sqlx::query_as(
                     "UPDATE log_state SET tree_size = tree_size WHERE id = 1 \
@@ -307,7 +307,7 @@ macro_rules! audit_store_impl {
 
             async fn tree_size(&self) -> Result<u64> {
                 let size: i64 =
-                    sqlx::query_scalar("SELECT tree_size FROM log_state WHERE id = 1").fetch_one(&self.pool).await?;
+                    sqlx::query_scalar("SELECT tree_size FROM log_state WHERE id = 1").fetch_one(&self.pools.reads).await?;
                 Ok(from_db_int(size))
             }
 
@@ -318,7 +318,7 @@ macro_rules! audit_store_impl {
                 )))
                 .bind(key)
                 .bind(event_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.pools.reads)
                 .await?;
                 row.map(stored_event).transpose()
             }
@@ -331,7 +331,7 @@ macro_rules! audit_store_impl {
                 push_event_filter(&mut query, filter);
                 query.push(if filter.descending { " ORDER BY e.leaf_index DESC" } else { " ORDER BY e.leaf_index" });
                 query.push(" LIMIT ").push_bind(i64::from(filter.limit));
-                let rows: Vec<EventRow> = query.build_query_as().fetch_all(&self.pool).await?;
+                let rows: Vec<EventRow> = query.build_query_as().fetch_all(&self.pools.reads).await?;
                 rows.into_iter().map(stored_event).collect()
             }
 
@@ -341,13 +341,13 @@ macro_rules! audit_store_impl {
                 )))
                 .bind(db_int(start))
                 .bind(i64::from(count))
-                .fetch_all(&self.pool)
+                .fetch_all(&self.pools.reads)
                 .await?;
                 rows.into_iter().map(stored_event).collect()
             }
 
             async fn nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>> {
-                let mut conn = self.pool.acquire().await?;
+                let mut conn = self.pools.reads.acquire().await?;
                 fetch_nodes(&mut conn, ids).await
             }
 
@@ -357,7 +357,7 @@ macro_rules! audit_store_impl {
                 )
                 .bind(db_int(start))
                 .bind(i64::from(count))
-                .fetch_all(&self.pool)
+                .fetch_all(&self.pools.reads)
                 .await?;
                 rows.into_iter().map(|(index, hash)| to_hash(hash, || format!("leaf {index}"))).collect()
             }
@@ -371,7 +371,7 @@ macro_rules! audit_store_impl {
                 .bind(checkpoint.root_hash.to_vec())
                 .bind(&checkpoint.signed_note)
                 .bind(checkpoint.create_time_us)
-                .execute(&self.writer)
+                .execute(&self.pools.writes)
                 .await?;
                 self.checkpoint(Some(checkpoint.tree_size))
                     .await?
@@ -386,14 +386,14 @@ macro_rules! audit_store_impl {
                             "SELECT {columns} FROM checkpoints WHERE tree_size = $1"
                         )))
                         .bind(db_int(size))
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&self.pools.reads)
                         .await?
                     }
                     None => {
                         sqlx::query_as(sqlx::AssertSqlSafe(format!(
                             "SELECT {columns} FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
                         )))
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&self.pools.reads)
                         .await?
                     }
                 };
@@ -417,14 +417,14 @@ macro_rules! audit_store_impl {
                 }
                 query.push(if descending { " ORDER BY tree_size DESC" } else { " ORDER BY tree_size" });
                 query.push(" LIMIT ").push_bind(i64::from(limit));
-                let rows: Vec<CheckpointRow> = query.build_query_as().fetch_all(&self.pool).await?;
+                let rows: Vec<CheckpointRow> = query.build_query_as().fetch_all(&self.pools.reads).await?;
                 rows.into_iter().map(stored_checkpoint).collect()
             }
 
             async fn first_unpruned_leaf(&self) -> Result<u64> {
                 let first: Option<i64> =
                     sqlx::query_scalar("SELECT MIN(leaf_index) FROM events WHERE leaf_data IS NOT NULL")
-                        .fetch_one(&self.pool)
+                        .fetch_one(&self.pools.reads)
                         .await?;
                 match first {
                     Some(first) => Ok(from_db_int(first)),
@@ -433,7 +433,7 @@ macro_rules! audit_store_impl {
             }
 
             async fn prune(&self, before_us: i64) -> Result<u64> {
-                let mut tx = self.writer.begin().await?;
+                let mut tx = self.pools.writes.begin().await?;
                 sqlx::query(
                     "DELETE FROM event_resources WHERE leaf_index IN \
                      (SELECT leaf_index FROM events WHERE receive_time_us < $1 AND leaf_data IS NOT NULL)",

@@ -3,7 +3,7 @@
 //! exclusive lock on the index feed, so feed revisions and event sequences follow commit order.
 
 use async_trait::async_trait;
-use interlock_storage::Database;
+use interlock_storage::Pools;
 use sqlx::{PgPool, Row, SqlitePool};
 
 use super::{CheckRecord, Committed, DeconflictionStore, Event, RegistrationWrite};
@@ -34,18 +34,14 @@ const CONFLICT: &str = "SELECT doc, revision FROM conflicts";
 macro_rules! sql_store {
     ($store:ident, $pool:ty, $begin:expr, $feed:expr) => {
         pub struct $store {
-            pool: $pool,
-            /// What write transactions run on (see `interlock_storage::SqliteFile`).
-            writer: $pool,
+            pools: Pools<$pool>,
             /// What the index feed is read on (see `sqlite_feed`).
             feed: $pool,
-            /// Keeps the database's background work (SQLite's WAL checkpoints) running.
-            _database: Database,
         }
 
         impl $store {
-            pub fn new(pool: $pool, writer: $pool, database: Database) -> Self {
-                Self { writer, feed: $feed(&pool), pool, _database: database }
+            pub fn new(pools: Pools<$pool>) -> Self {
+                Self { feed: $feed(&pools.reads), pools }
             }
 
             async fn registrations_where(&self, clause: &str, binds: &[&str], ints: &[i64]) -> Result<Vec<(Registration, i64)>> {
@@ -57,7 +53,7 @@ macro_rules! sql_store {
                 for value in ints {
                     query = query.bind(*value);
                 }
-                let rows = query.fetch_all(&self.pool).await?;
+                let rows = query.fetch_all(&self.pools.reads).await?;
                 rows.iter()
                     .map(|row| Ok((decode(&row.try_get::<String, _>(0)?, "registration")?, row.try_get(1)?)))
                     .collect()
@@ -72,7 +68,7 @@ macro_rules! sql_store {
                 for value in ints {
                     query = query.bind(*value);
                 }
-                let rows = query.fetch_all(&self.pool).await?;
+                let rows = query.fetch_all(&self.pools.reads).await?;
                 rows.iter()
                     .map(|row| Ok((decode(&row.try_get::<String, _>(0)?, "conflict")?, row.try_get(1)?)))
                     .collect()
@@ -82,7 +78,7 @@ macro_rules! sql_store {
         #[async_trait]
         impl DeconflictionStore for $store {
             async fn ping(&self) -> Result<()> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                sqlx::query("SELECT 1").execute(&self.pools.reads).await?;
                 Ok(())
             }
 
@@ -143,11 +139,11 @@ macro_rules! sql_store {
             }
 
             async fn latest_index_revision(&self) -> Result<i64> {
-                Ok(sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM index_changes").fetch_one(&self.pool).await?)
+                Ok(sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM index_changes").fetch_one(&self.pools.reads).await?)
             }
 
             async fn next_number(&self, year: i32) -> Result<String> {
-                let mut tx = $begin(&self.writer).await?;
+                let mut tx = $begin(&self.pools.writes).await?;
                 let value = next_counter(&mut tx, &format!("DX-{year}")).await?;
                 tx.commit().await?;
                 Ok(format!("DX-{year}-{value:06}"))
@@ -161,7 +157,7 @@ macro_rules! sql_store {
                 audit: Vec<(String, Vec<u8>)>,
             ) -> Result<Committed> {
                 let now = interlock_rpc::now_micros();
-                let mut tx = $begin(&self.writer).await?;
+                let mut tx = $begin(&self.pools.writes).await?;
                 let latest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM index_changes")
                     .fetch_one(&mut *tx)
                     .await?;
@@ -270,7 +266,7 @@ macro_rules! sql_store {
                 events: Vec<Event>,
                 audit: Vec<(String, Vec<u8>)>,
             ) -> Result<i64> {
-                let mut tx = $begin(&self.writer).await?;
+                let mut tx = $begin(&self.pools.writes).await?;
                 let updated = sqlx::query(
                     "UPDATE conflicts SET doc = $1, escalation_due_us = $2, revision = revision + 1 WHERE id = $3 AND revision = $4",
                 )
@@ -297,7 +293,7 @@ macro_rules! sql_store {
                     return Ok(Vec::new());
                 }
                 // `$begin` locks the feed, so no registration commits between this read and ours.
-                let mut tx = $begin(&self.writer).await?;
+                let mut tx = $begin(&self.pools.writes).await?;
                 let latest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM index_changes")
                     .fetch_one(&mut *tx)
                     .await?;
@@ -319,7 +315,7 @@ macro_rules! sql_store {
 
             async fn record_audit(&self, audit: Vec<(String, Vec<u8>)>) -> Result<()> {
                 // Not `$begin`: audit rows need no lock on the index feed.
-                let mut tx = self.writer.begin().await?;
+                let mut tx = self.pools.writes.begin().await?;
                 insert_audit(&mut tx, &audit).await?;
                 tx.commit().await?;
                 Ok(())
@@ -373,7 +369,7 @@ macro_rules! sql_store {
                 .bind(audience)
                 .bind(sequence)
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&self.pools.reads)
                 .await?;
                 rows.iter()
                     .map(|row| {
@@ -397,7 +393,7 @@ macro_rules! sql_store {
                     .bind(agency)
                     .bind(check_second(start_us))
                     .bind(end_us)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&self.pools.reads)
                     .await?)
             }
         }

@@ -15,7 +15,7 @@ mod tests;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use interlock_storage::{Database, Migrations};
+use interlock_storage::{BackendPools, Database, Migrations};
 
 use crate::domain::query::Term;
 use crate::domain::record::{IndexedSelector, Prepared};
@@ -298,12 +298,8 @@ pub trait RecordsStore: Send + Sync + 'static {
 
 /// The records store on a database opened with [`MIGRATIONS`].
 pub fn on(database: Database) -> Arc<dyn RecordsStore> {
-    match &database {
-        Database::Sqlite(file) => {
-            Arc::new(SqliteStore::new(file.reads().clone(), file.writes().clone(), database.clone()))
-        }
-        Database::Postgres(pool) => {
-            Arc::new(PostgresStore::new(pool.clone(), pool.clone(), database.clone()))
-        }
+    match database.pools() {
+        BackendPools::Sqlite(pools) => Arc::new(SqliteStore::new(pools)),
+        BackendPools::Postgres(pools) => Arc::new(PostgresStore::new(pools)),
     }
 }

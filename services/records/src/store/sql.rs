@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use interlock_api::records::v1::ChangeKind;
-use interlock_storage::Database;
+use interlock_storage::Pools;
 use sqlx::{AssertSqlSafe, PgPool, Row, SqlitePool};
 
 use super::{
@@ -204,16 +204,12 @@ const VERSION_COLUMNS: &str = "SELECT v.version, v.change, \
 macro_rules! sql_store {
     ($store:ident, $pool:ty, $db:ty, $begin:expr, $text:expr, $index:expr, $placeholders:expr) => {
         pub struct $store {
-            pool: $pool,
-            /// What write transactions run on (see `interlock_storage::SqliteFile`).
-            writer: $pool,
-            /// Keeps the database's background work (SQLite's WAL checkpoints) running.
-            _database: Database,
+            pools: Pools<$pool>,
         }
 
         impl $store {
-            pub fn new(pool: $pool, writer: $pool, database: Database) -> Self {
-                Self { pool, writer, _database: database }
+            pub fn new(pools: Pools<$pool>) -> Self {
+                Self { pools }
             }
 
             fn record(row: &<$db as sqlx::Database>::Row) -> Result<StoredRecord> {
@@ -303,14 +299,14 @@ macro_rules! sql_store {
                         Bind::Text(value) => statement.bind(value),
                     };
                 }
-                Ok(statement.fetch_all(&self.pool).await?)
+                Ok(statement.fetch_all(&self.pools.reads).await?)
             }
         }
 
         #[async_trait]
         impl RecordsStore for $store {
             async fn ping(&self) -> Result<()> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                sqlx::query("SELECT 1").execute(&self.pools.reads).await?;
                 Ok(())
             }
 
@@ -337,7 +333,7 @@ macro_rules! sql_store {
             async fn write(&self, batch: WriteBatch) -> Result<Vec<Option<i64>>> {
                 let WriteBatch { writes, ingest, request, now_us: now, audit } = batch;
                 let writes = &writes;
-                let mut tx = $begin(&self.writer).await?;
+                let mut tx = $begin(&self.pools.writes).await?;
                 let mut results: Vec<Option<i64>> = vec![None; writes.len()];
                 // The record seq of each successful write, for its index rows.
                 let mut seqs: Vec<Option<i64>> = vec![None; writes.len()];
@@ -625,7 +621,7 @@ macro_rules! sql_store {
                 .bind(id)
                 .bind(before_version)
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&self.pools.reads)
                 .await?;
                 rows.iter().map(Self::version_row).collect()
             }
@@ -635,7 +631,7 @@ macro_rules! sql_store {
                 .bind(DELETED)
                 .bind(id)
                 .bind(version)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.pools.reads)
                 .await?;
                 row.as_ref().map(Self::version_row).transpose()
             }
@@ -728,7 +724,7 @@ macro_rules! sql_store {
             }
 
             async fn record_reads(&self, reads: Vec<ReadRecord>) -> Result<()> {
-                let mut tx = $begin(&self.writer).await?;
+                let mut tx = $begin(&self.pools.writes).await?;
                 let events: Vec<&(String, Vec<u8>)> = reads.iter().flat_map(|r| &r.audit_events).collect();
                 Self::queue_audit_events(&mut tx, &events).await?;
                 let notifications: Vec<&Notification> = reads.iter().flat_map(|r| &r.notifications).collect();
@@ -796,7 +792,7 @@ macro_rules! sql_store {
                 .bind(owner)
                 .bind(ingest_id)
                 .bind(now_us)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.pools.reads)
                 .await?;
                 Ok((row.try_get(0)?, row.try_get(1)?))
             }
@@ -805,7 +801,7 @@ macro_rules! sql_store {
                 Ok(sqlx::query_scalar("SELECT stream FROM ingest_jobs WHERE owner = $1 AND ingest_id = $2")
                     .bind(owner)
                     .bind(ingest_id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.pools.reads)
                     .await?)
             }
 
@@ -817,7 +813,7 @@ macro_rules! sql_store {
                 .bind(owner)
                 .bind(request_id)
                 .bind(since_us)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.pools.reads)
                 .await?;
                 row.map(|row| {
                     Ok(CreateRequest {
@@ -841,7 +837,7 @@ macro_rules! sql_store {
             }
 
             async fn purge(&self, ids: &[String], audit_events: Vec<(String, Vec<u8>)>) -> Result<()> {
-                let mut tx = $begin(&self.writer).await?;
+                let mut tx = $begin(&self.pools.writes).await?;
                 for id in ids {
                     let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM records WHERE id = $1")
                         .bind(id)
@@ -902,13 +898,13 @@ macro_rules! sql_store {
             async fn pending_deconfliction(&self, limit: u32) -> Result<Vec<(i64, String)>> {
                 let rows = sqlx::query("SELECT seq, record_id FROM deconfliction_outbox ORDER BY seq LIMIT $1")
                     .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.pools.reads)
                     .await?;
                 rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
             }
 
             async fn remove_deconfliction(&self, sequences: &[i64]) -> Result<()> {
-                let mut tx = $begin(&self.writer).await?;
+                let mut tx = $begin(&self.pools.writes).await?;
                 for seq in sequences {
                     sqlx::query("DELETE FROM deconfliction_outbox WHERE seq = $1").bind(seq).execute(&mut *tx).await?;
                 }

@@ -11,7 +11,7 @@ mod sql;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use interlock_storage::{Database, Migrations};
+use interlock_storage::{BackendPools, Database, Migrations};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -141,13 +141,9 @@ pub trait RegistryStore: Send + Sync + 'static {
 
 /// The registry's store on a database opened with [`MIGRATIONS`].
 pub fn on(database: Database) -> Arc<dyn RegistryStore> {
-    match &database {
-        Database::Sqlite(file) => {
-            Arc::new(SqliteStore::new(file.reads().clone(), file.writes().clone(), database.clone()))
-        }
-        Database::Postgres(pool) => {
-            Arc::new(PostgresStore::new(pool.clone(), pool.clone(), database.clone()))
-        }
+    match database.pools() {
+        BackendPools::Sqlite(pools) => Arc::new(SqliteStore::new(pools)),
+        BackendPools::Postgres(pools) => Arc::new(PostgresStore::new(pools)),
     }
 }
 

@@ -4,7 +4,7 @@
 //! PostgreSQL locks the change feed so change revisions are assigned in commit order.
 
 use async_trait::async_trait;
-use interlock_storage::Database;
+use interlock_storage::Pools;
 use sqlx::{PgPool, Row, SqlitePool};
 
 use super::{Change, Commit, Kind, RegistryStore, StoredObject, Write};
@@ -21,23 +21,19 @@ fn kind_of(value: &str) -> Result<Kind> {
 macro_rules! sql_store {
     ($store:ident, $pool:ty, $begin:expr) => {
         pub struct $store {
-            pool: $pool,
-            /// What write transactions run on (see `interlock_storage::SqliteFile`).
-            writer: $pool,
-            /// Keeps the database's background work (SQLite's WAL checkpoints) running.
-            _database: Database,
+            pools: Pools<$pool>,
         }
 
         impl $store {
-            pub fn new(pool: $pool, writer: $pool, database: Database) -> Self {
-                Self { pool, writer, _database: database }
+            pub fn new(pools: Pools<$pool>) -> Self {
+                Self { pools }
             }
         }
 
         #[async_trait]
         impl RegistryStore for $store {
             async fn ping(&self) -> Result<()> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                sqlx::query("SELECT 1").execute(&self.pools.reads).await?;
                 Ok(())
             }
 
@@ -45,7 +41,7 @@ macro_rules! sql_store {
                 let row = sqlx::query("SELECT name, doc, revision FROM registry_objects WHERE kind = $1 AND name = $2")
                     .bind(kind.as_str())
                     .bind(name)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.pools.reads)
                     .await?;
                 row.map(|row| Ok(StoredObject { name: row.try_get(0)?, doc: row.try_get(1)?, revision: row.try_get(2)? }))
                     .transpose()
@@ -57,7 +53,7 @@ macro_rules! sql_store {
                 )
                 .bind(kind.as_str())
                 .bind(request_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.pools.reads)
                 .await?;
                 row.map(|row| Ok(StoredObject { name: row.try_get(0)?, doc: row.try_get(1)?, revision: row.try_get(2)? }))
                     .transpose()
@@ -78,7 +74,7 @@ macro_rules! sql_store {
                 .bind(parent)
                 .bind(after_name)
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&self.pools.reads)
                 .await?;
                 rows.into_iter()
                     .map(|row| Ok(StoredObject { name: row.try_get(0)?, doc: row.try_get(1)?, revision: row.try_get(2)? }))
@@ -87,7 +83,7 @@ macro_rules! sql_store {
 
             async fn commit(&self, commit: Commit) -> Result<i64> {
                 let now = interlock_rpc::now_micros();
-                let mut tx = $begin(&self.writer).await?;
+                let mut tx = $begin(&self.pools.writes).await?;
                 for write in &commit.writes {
                     let (kind, name) = match write {
                         Write::Insert { kind, name, parent, doc, request_id } => {
@@ -173,7 +169,7 @@ macro_rules! sql_store {
                 )
                 .bind(revision)
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&self.pools.reads)
                 .await?;
                 rows.into_iter()
                     .map(|row| {
@@ -190,7 +186,7 @@ macro_rules! sql_store {
 
             async fn latest_revision(&self) -> Result<i64> {
                 Ok(sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM registry_changes")
-                    .fetch_one(&self.pool)
+                    .fetch_one(&self.pools.reads)
                     .await?)
             }
         }
